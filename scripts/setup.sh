@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs everything Dockyard and its tests need on a Debian 12 machine, as root.
+# Safe to run again. Creates a virtual environment in .venv (Debian's python3, which starts
+# faster than most builds) and links the console scripts into /usr/local/bin.
+set -e
+here=$(cd "$(dirname "$0")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+need=""
+for p in python3 python3-venv python3-dev gcc libseccomp2 busybox-static iproute2 procps \
+         util-linux tar gzip zstd nftables iptables psmisc \
+         docker.io containerd runc crun skopeo umoci docker-registry; do
+  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+py=/usr/bin/python3
+if [ ! -x "$here/.venv/bin/python" ]; then
+  "$py" -m venv "$here/.venv"
+fi
+"$here/.venv/bin/pip" install -q --upgrade pip >/dev/null
+"$here/.venv/bin/pip" install -q -e "$here[test]"
+for s in dockyard dockyardd dockyard-runtime; do
+  ln -sf "$here/.venv/bin/$s" "/usr/local/bin/$s"
+done
+echo "dockyard installed: $("$here/.venv/bin/dockyard-runtime" --version | head -1)"
