@@ -15,8 +15,17 @@ if [ -n "$need" ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-py=/usr/bin/python3
-if [ ! -x "$here/.venv/bin/python" ]; then
+# The runtime runs on a private, immutable copy of the interpreter: a container process that
+# reaches /proc/<pid>/exe of a runtime process cannot write through it (CVE-2019-5736 class).
+py=/usr/local/bin/dockyard-python
+src=$(readlink -f /usr/bin/python3)
+if ! cmp -s "$src" "$py"; then
+  [ -e "$py" ] && chattr -i "$py" 2>/dev/null || true
+  install -m 0755 "$src" "$py.new" && mv -f "$py.new" "$py"
+fi
+chattr +i "$py" 2>/dev/null || echo "warning: cannot make $py immutable on this filesystem" >&2
+if [ "$(readlink -f "$here/.venv/bin/python" 2>/dev/null)" != "$py" ]; then
+  rm -rf "$here/.venv"
   "$py" -m venv "$here/.venv"
 fi
 "$here/.venv/bin/pip" install -q --upgrade pip >/dev/null

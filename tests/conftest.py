@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from leaks import Snapshot, clean_up, compare  # noqa: E402
+from leaks import Snapshot, become_subreaper, clean_up, compare, start_container_reaper  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 
@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_leak_check() -> object:
+    become_subreaper()
+    start_container_reaper()
     before = Snapshot()
     yield
     problems = compare(before)

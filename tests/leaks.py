@@ -14,6 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+# Parent cgroups that engines keep for all their containers (as Docker keeps /docker): they may
+# outlive a test; only what lies below them counts.
+SHARED_CGROUP_PARENTS = {"dockyard"}
+# DOCKYARD_LEAK_SCOPE=processes limits the check to this session's own processes, for machines
+# where other test sessions run at the same time; CI checks everything.
+SCOPE = os.environ.get("DOCKYARD_LEAK_SCOPE", "all")
 
 
 def _mounts() -> set[tuple[str, str]]:
@@ -36,6 +42,8 @@ def _cgroups() -> set[str]:
             continue
         for dirpath, dirnames, _ in os.walk(top):
             for d in dirnames:
+                if dirpath == top and d in SHARED_CGROUP_PARENTS:
+                    continue
                 found.add(os.path.join(dirpath, d))
     return found
 
@@ -84,29 +92,89 @@ class Snapshot:
 
 
 def _new_processes(before: Snapshot, after: Snapshot) -> list[int]:
+    """New live processes descending from this test process (it is a child subreaper, so orphans
+    such as container inits are re-parented to it rather than to init)."""
     me = os.getpid()
     new = {pid: st for pid, st in after.processes.items() if before.processes.get(pid) != st}
     leaked = []
     for pid in new:
-        # Walk up: a leak descends from this test process, or was orphaned to init during the test.
         cur, hops = pid, 0
         while cur in after.processes and hops < 64:
             ppid = after.processes[cur][0]
-            if ppid == me or (ppid == 1 and cur in new):
+            if ppid == me:
                 leaked.append(pid)
-                break
-            if ppid in before.processes and ppid != me:
                 break
             cur, hops = ppid, hops + 1
     return sorted(leaked)
+
+
+def become_subreaper() -> None:
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _container_zombie(entry: str, me: str) -> bool:
+    """A zombie child of ours from a nested PID namespace: a container process we adopted.
+    Our own subprocesses live in our namespace, so reaping these never steals a Popen's status."""
+    try:
+        with open(f"/proc/{entry}/status") as f:
+            status = f.read()
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return (fields.get("State", "").strip().startswith("Z") and fields.get("PPid", "").strip() == me
+            and len(fields.get("NSpid", "").split()) > 1)
+
+
+def start_container_reaper() -> None:
+    """Reap adopted container processes as a shim would; a PID namespace's init cannot finish
+    dying until its other processes are reaped."""
+    import threading
+
+    def loop() -> None:
+        me = str(os.getpid())
+        while True:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and _container_zombie(entry, me):
+                    try:
+                        os.waitpid(int(entry), os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+            time.sleep(0.05)
+
+    threading.Thread(target=loop, name="container-reaper", daemon=True).start()
+
+
+def reap_orphans() -> None:
+    """Collect exited orphans re-parented to us (only zombies: live children are left alone)."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rindex(")") + 2 :].split()
+        if rest[0] == "Z" and rest[1] == me:
+            try:
+                os.waitpid(int(entry), os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def compare(before: Snapshot, settle: float = 2.0) -> list[str]:
     """What is new since `before`; waits up to `settle` seconds for things that are going away."""
     deadline = time.monotonic() + settle
     while True:
+        reap_orphans()
         after = Snapshot()
         problems = []
+        if SCOPE == "processes":
+            after.mounts, after.cgroups, after.netns, after.links = before.mounts, before.cgroups, before.netns, before.links
         mounts = sorted(m for m, _ in after.mounts - before.mounts)
         if mounts:
             problems.append(f"mounts left behind: {mounts}")
@@ -144,6 +212,8 @@ def clean_up(before: Snapshot) -> None:
         except ProcessLookupError:
             pass
     time.sleep(0.2)
+    if SCOPE == "processes":
+        return
     for mount_point, _ in sorted(after.mounts - before.mounts, key=lambda m: -len(m[0])):
         subprocess.run(["umount", "-l", mount_point], capture_output=True)
     for cg in sorted(after.cgroups - before.cgroups, key=len, reverse=True):

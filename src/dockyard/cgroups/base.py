@@ -1,0 +1,145 @@
+"""The cgroup manager interface shared by the v1 and v2 implementations.
+
+Call order for a container (what runc's cgroupfs driver does): ``create()``, ``set(resources)``,
+then ``add_process(init_pid)`` -- set comes before the init joins, so that realtime CPU
+bandwidth exists before a SCHED_RR process arrives. ``to_dict()`` goes into the container's
+state; ``manager_from_dict`` gives back a manager on the same directories, whatever cgroup
+the later caller runs in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from dockyard.cgroups import fs
+from dockyard.errors import InvalidArgument, NotImplementedFeature, SystemFailure
+
+
+class CgroupManager(ABC):
+    """One container's cgroup, in every hierarchy it needs."""
+
+    version: ClassVar[int]
+    path: str  # the normalised cgroupsPath (see paths.normalise)
+
+    _by_version: ClassVar[dict[int, type[CgroupManager]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "version" in cls.__dict__:
+            CgroupManager._by_version[cls.version] = cls
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the directories (idempotent)."""
+
+    @abstractmethod
+    def add_process(self, pid: int) -> None:
+        """Move `pid` into the cgroup in every hierarchy."""
+
+    @abstractmethod
+    def set(self, resources: dict[str, Any]) -> None:
+        """Apply an OCI ``linux.resources`` object; validates all of it before writing any of it."""
+
+    @abstractmethod
+    def freeze(self) -> None:
+        """Freeze every process; returns once the kernel reports the cgroup frozen."""
+
+    @abstractmethod
+    def thaw(self) -> None: ...
+
+    @abstractmethod
+    def is_frozen(self) -> bool: ...
+
+    @abstractmethod
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """The ``data`` of ``runc events --stats``: cpu, cpuset, memory, pids, blkio, hugetlb."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove the directories, deepest first; already-missing ones are fine."""
+
+    @abstractmethod
+    def mounts(self) -> list[tuple[str, str]]:
+        """(name, host directory) to bind at /sys/fs/cgroup/<name> in the container ("" on v2)."""
+
+    @abstractmethod
+    def oom_kill_count(self) -> int:
+        """How many processes the OOM killer has killed in this cgroup."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _kill_file_dir(self) -> str | None:
+        """A cgroup2 directory whose ``cgroup.kill`` reaches all our processes, if there is one."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CgroupManager:
+        """The manager that `to_dict` described; dispatches on ``d["version"]``."""
+        version = d.get("version")
+        impl = CgroupManager._by_version.get(version) if isinstance(version, int) else None
+        if impl is None:
+            raise InvalidArgument(f"saved cgroup state has unknown version {version!r}")
+        if impl is cls or cls is CgroupManager:
+            return impl._load(d)
+        raise InvalidArgument(f"saved cgroup state is version {version}, not {cls.version}")
+
+    @classmethod
+    @abstractmethod
+    def _load(cls, d: dict[str, Any]) -> CgroupManager: ...
+
+    def kill_all(self, sig: int) -> None:
+        """Signal every process in the cgroup.
+
+        SIGKILL goes through the kernel's cgroup.kill where there is one (5.14+, v2 or hybrid).
+        Otherwise the cgroup is frozen while we signal, so that nothing forks past the list,
+        then returned to its previous state -- except that SIGKILL always thaws, or the victims
+        could not die. Without a freezer (a v1 host with no freezer hierarchy) the signals go
+        out unfrozen, as runc does.
+        """
+        if sig == signal.SIGKILL and self._cgroup_kill():
+            if self.is_frozen():
+                self.thaw()
+            return
+        was_frozen = self.is_frozen()
+        froze = False
+        if not was_frozen:
+            try:
+                self.freeze()
+                froze = True
+            except NotImplementedFeature:
+                pass
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if froze or (was_frozen and sig == signal.SIGKILL):
+                self.thaw()
+
+    def _cgroup_kill(self) -> bool:
+        directory = self._kill_file_dir()
+        if directory is None:
+            return False
+        try:
+            fs.write(directory, "cgroup.kill", "1")
+        except SystemFailure as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+
+def manager_from_dict(d: dict[str, Any]) -> CgroupManager:
+    """The manager saved in a container's state by ``to_dict``."""
+    return CgroupManager.from_dict(d)

@@ -1,0 +1,178 @@
+"""The forked side of `create`: stage-1 enters the namespaces, the init builds the container.
+
+Both run in freshly forked copies of the runtime (single-threaded, as setns into mount and
+user namespaces requires). Neither returns: they exit or execve, reporting errors upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from dockyard.errors import InvalidSpec
+from dockyard.linux import libc
+from dockyard.runtime import console, process, rootfs
+from dockyard.runtime.hooks import run_hooks
+from dockyard.runtime.spec import NAMESPACE_FLAGS, Spec
+from dockyard.runtime.sync import Channel, report_and_exit
+
+
+@dataclass
+class InitContext:
+    """Everything the init needs, prepared by the runtime before forking."""
+
+    spec: Spec
+    container_id: str
+    bundle: str
+    rootfs: str
+    fifo_fd: int
+    cgroup_mounts: list[tuple[str, str]]
+    seccomp: Any = None
+    console_sock: socket.socket | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    ns_paths: dict[str, str] = field(default_factory=dict)
+
+
+def _ns_order(kind: str) -> int:
+    # join the user namespace first (it owns the others), the mount namespace last
+    return {"user": 0, "mount": 9}.get(kind, 5)
+
+
+def enter_namespaces(spec: Spec, chan: Channel, ns_paths: dict[str, str] | None = None) -> None:
+    """Join namespaces given by path and unshare the new ones (stage-1 of create)."""
+    linux = spec.get("linux") or {}
+    entries = sorted(linux.get("namespaces") or [], key=lambda n: _ns_order(n["type"]))
+    new_flags = 0
+    user_new = False
+    for ns in entries:
+        kind = ns["type"]
+        path = ns.get("path") or (ns_paths or {}).get(kind)
+        if path:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                libc.setns(fd, NAMESPACE_FLAGS[kind])
+            finally:
+                os.close(fd)
+        elif kind == "user":
+            user_new = True
+        else:
+            new_flags |= NAMESPACE_FLAGS[kind]
+    if user_new:
+        libc.unshare(libc.CLONE_NEWUSER)
+        chan.send("userns")
+        chan.expect("mapped", "user namespace mapping")
+    if user_new or any(n["type"] == "user" for n in entries):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    if new_flags:
+        libc.unshare(new_flags)
+
+
+def stage1(ctx: InitContext, chan: Channel) -> NoReturn:
+    try:
+        chan.expect("go", "stage-1")
+        enter_namespaces(ctx.spec, chan, ctx.ns_paths)
+        pid = os.fork()
+        if pid == 0:
+            container_init(ctx, chan)
+        chan.send("pid", pid=pid)
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the runtime
+        report_and_exit(chan, e)
+    os._exit(0)
+
+
+def container_init(ctx: InitContext, chan: Channel) -> NoReturn:
+    try:
+        _init(ctx, chan)
+    except BaseException as e:  # noqa: BLE001
+        report_and_exit(chan, e)
+    os._exit(0)
+
+
+def _init(ctx: InitContext, chan: Channel) -> NoReturn:
+    spec = ctx.spec
+    linux = spec.get("linux") or {}
+    proc = spec.get("process") or {}
+    in_userns = any(n["type"] == "user" for n in linux.get("namespaces") or [])
+    # non-dumpable: other container processes cannot open /proc/<us>/exe (the host interpreter)
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    process.reset_signals()
+    os.setsid()
+    if not ctx.no_new_keyring:
+        libc.join_session_keyring(f"_ses.{ctx.container_id}")
+
+    fifo_fd = ctx.fifo_fd  # opened (O_PATH) by the runtime: its directory may be closed to us
+
+    new_mount = any(n["type"] == "mount" for n in linux.get("namespaces") or [])
+    if new_mount:
+        rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
+        for m in spec.get("mounts") or []:
+            rootfs.mount_one(m, ctx.rootfs, ctx.cgroup_mounts)
+        dev_is_bind = any(m["destination"] == "/dev" and (m.get("type") == "bind" or "bind" in (m.get("options") or [])
+                                                           or "rbind" in (m.get("options") or []))
+                          for m in spec.get("mounts") or [])
+        if not dev_is_bind:
+            rootfs.create_devices(linux.get("devices") or [], ctx.rootfs, bind_from_host=in_userns)
+            rootfs.create_dev_links(ctx.rootfs)
+        if proc.get("terminal"):
+            console_path = os.path.join(ctx.rootfs, "dev/console")
+            if not os.path.lexists(console_path):
+                os.close(os.open(console_path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+
+    chan.send("hooks")  # prestart and createRuntime hooks run now, in the runtime's namespaces
+    host_pid = chan.expect("ok", "runtime hooks")["pid"]
+    hooks = spec.get("hooks") or {}
+    state_for_hooks = {"ociVersion": spec.get("ociVersion"), "id": ctx.container_id, "status": "created",
+                       "pid": host_pid, "bundle": ctx.bundle,
+                       "annotations": spec.get("annotations") or {}}
+    run_hooks(hooks.get("createContainer"), state_for_hooks, "createContainer")
+
+    if new_mount:
+        rootfs.pivot(ctx.rootfs, ctx.no_pivot)
+    else:
+        os.chroot(ctx.rootfs) if ctx.rootfs != "/" else None
+        os.chdir("/")
+
+    if proc.get("terminal"):
+        _setup_console(ctx, proc)
+
+    if spec.get("hostname"):
+        libc.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        libc.setdomainname(spec["domainname"])
+    rootfs.set_sysctls(linux.get("sysctl") or {})
+    if new_mount:
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+        if (spec.get("root") or {}).get("readonly"):
+            rootfs.readonly_root()
+
+    process.set_oom_score_adj(proc.get("oomScoreAdj"))
+    prep = process.Prepared(proc, in_userns)
+    prep.resolve()
+
+    chan.send("ready")
+    chan.close()
+    # block until `start` opens the fifo for reading
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+    run_hooks(hooks.get("startContainer"), dict(state_for_hooks, status="running"), "startContainer")
+    process.finalize_and_exec(prep, ctx.seccomp, ctx.preserve_fds)
+
+
+def _setup_console(ctx: InitContext, proc: dict[str, Any]) -> None:
+    if ctx.console_sock is None:
+        raise InvalidSpec("process.terminal is set but no --console-socket was given")
+    master, slave, name = console.open_pty(proc.get("consoleSize"))
+    if os.path.exists("/dev/console"):
+        libc.mount(name, "/dev/console", "bind", libc.MS_BIND)
+    console.send_master(ctx.console_sock, master, name)
+    os.close(master)
+    ctx.console_sock.close()
+    console.make_controlling(slave)

@@ -1,0 +1,138 @@
+"""The on-disk state of a container and its lifecycle status.
+
+Layout under the runtime root (default /run/dockyard-runtime):
+    <root>/<id>/state.json   written atomically; see `ContainerState`
+    <root>/<id>/exec.fifo    exists from create until start: the init blocks opening it
+The status is derived from the kernel each time it is asked for (is the init alive, is it the
+same process, is the cgroup frozen, is the fifo still there), never trusted from disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dockyard.errors import AlreadyExists, InvalidSpec, NotFound, WrongState
+from dockyard.utils.fileio import write_json_atomic
+
+DEFAULT_ROOT = "/run/dockyard-runtime"
+
+CREATING = "creating"
+CREATED = "created"
+RUNNING = "running"
+PAUSED = "paused"
+STOPPED = "stopped"
+
+
+@dataclass
+class ContainerState:
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    pid_start: int  # the init's start time (field 22 of /proc/<pid>/stat) against pid reuse
+    created: str
+    config: dict[str, Any]
+    cgroup: dict[str, Any] = field(default_factory=dict)
+    owner: str = ""
+    status_hint: str = CREATED  # what the runtime last did: created, running, stopped
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a live process, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class StateStore:
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = os.path.abspath(root)
+
+    def dir(self, container_id: str) -> str:
+        return os.path.join(self.root, container_id)
+
+    def fifo(self, container_id: str) -> str:
+        return os.path.join(self.dir(container_id), "exec.fifo")
+
+    def reserve(self, container_id: str) -> str:
+        """Create the container's directory; fail if the id is taken."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        path = self.dir(container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container {container_id!r} already exists") from None
+        return path
+
+    def save(self, state: ContainerState) -> None:
+        write_json_atomic(os.path.join(self.dir(state.id), "state.json"), state.to_json(), 0o600, sync=False)
+
+    def load(self, container_id: str) -> ContainerState:
+        path = os.path.join(self.dir(container_id), "state.json")
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFound(f"container {container_id!r} does not exist") from None
+        except ValueError as e:
+            raise InvalidSpec(f"{path}: corrupt state file: {e}") from None
+        return ContainerState(**data)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, "state.json")))
+
+    def remove(self, container_id: str) -> None:
+        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+
+    def lock(self, container_id: str) -> int:
+        """An exclusive lock on the container for the duration of one command; returns its fd."""
+        path = self.dir(container_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"container {container_id!r} does not exist") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+
+def status(store: StateStore, state: ContainerState, freezer_state: bool | None = None) -> str:
+    """The status as the kernel sees it now."""
+    if state.pid <= 0 or process_start_time(state.pid) != state.pid_start:
+        return STOPPED
+    if freezer_state:
+        return PAUSED
+    if os.path.exists(store.fifo(state.id)):
+        return CREATED
+    return RUNNING
+
+
+def require(current: str, allowed: tuple[str, ...], action: str, container_id: str) -> None:
+    if current not in allowed:
+        raise WrongState(f"cannot {action} container {container_id!r}: it is {current} (needs {' or '.join(allowed)})")
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
