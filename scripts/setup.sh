@@ -30,6 +30,17 @@ if [ "$(readlink -f "$here/.venv/bin/python" 2>/dev/null)" != "$py" ]; then
 fi
 "$here/.venv/bin/pip" install -q --upgrade pip >/dev/null
 "$here/.venv/bin/pip" install -q -e "$here[test]"
+# dockyard-runtime is called once per container operation: start it with -I -S (no site, no
+# environment) from byte-compiled sources; it needs nothing outside the standard library.
+cat >"$here/.venv/bin/dockyard-runtime" <<LAUNCHER
+#!$py -IS
+import sys
+sys.path.insert(0, "$here/src")
+from dockyard.cli.runtime import main
+sys.exit(main())
+LAUNCHER
+chmod 0755 "$here/.venv/bin/dockyard-runtime"
+"$here/.venv/bin/python" -m compileall -q "$here/src" >/dev/null
 for s in dockyard dockyardd dockyard-runtime; do
   ln -sf "$here/.venv/bin/$s" "/usr/local/bin/$s"
 done

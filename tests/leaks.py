@@ -17,6 +17,9 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 # Parent cgroups that engines keep for all their containers (as Docker keeps /docker): they may
 # outlive a test; only what lies below them counts.
 SHARED_CGROUP_PARENTS = {"dockyard"}
+# Subtrees owned by this machine's own supervisor, which makes a cgroup for every command it runs
+# (including the ones that started this test session): never ours.
+FOREIGN_CGROUP_PARENTS = {"process_api"}
 # DOCKYARD_LEAK_SCOPE=processes limits the check to this session's own processes, for machines
 # where other test sessions run at the same time; CI checks everything.
 SCOPE = os.environ.get("DOCKYARD_LEAK_SCOPE", "all")
@@ -45,6 +48,8 @@ def _cgroups() -> set[str]:
                 if dirpath == top and d in SHARED_CGROUP_PARENTS:
                     continue
                 found.add(os.path.join(dirpath, d))
+            if dirpath == top:
+                dirnames[:] = [d for d in dirnames if d not in FOREIGN_CGROUP_PARENTS]
     return found
 
 

@@ -191,3 +191,19 @@ def test_cgroup_limits_are_applied(runtime, bundle):
     stats = json.loads(runtime("events", "--stats", "cg").stdout)
     assert stats["type"] == "stats" and stats["data"]["pids"]["current"] >= 1
     runtime("delete", "--force", "cg")
+
+
+def test_a_leaked_host_directory_cannot_become_the_cwd(runtime, bundle, tmp_path):
+    """CVE-2024-21626 class: cwd set to /proc/self/fd/N where N is a host directory."""
+    host_dir = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.set_inheritable(host_dir, True)
+        bundle.spec["process"]["cwd"] = f"/proc/self/fd/{host_dir}"
+        bundle.spec["process"]["args"] = ["sh", "-c", "pwd; ls"]
+        bundle.save()
+        out = runtime("run", "--bundle", bundle.path, "cve", pass_fds=(host_dir,), check=False)
+    finally:
+        os.close(host_dir)
+    assert out.returncode != 0
+    assert "bundle" not in out.stdout  # the host directory's listing never appears
+    assert "cwd" in out.stderr

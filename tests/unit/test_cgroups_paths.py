@@ -190,3 +190,36 @@ def test_from_dict_on_the_wrong_class_is_refused(tmp_path: Path) -> None:
     state = new_manager("/x", "x", root=str(tmp_path)).to_dict()
     with pytest.raises(InvalidArgument, match="version 2"):
         V1Manager.from_dict(state)
+
+
+def test_mountinfo_is_read_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockyard.cgroups import fs
+
+    root = _fake_v1_root(tmp_path)
+    read: list[str] = []
+    real = fs.read_bytes
+
+    def record(path: str) -> bytes:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(fs, "read_bytes", record)
+    paths.forget_mounts()
+    m = new_manager("/docker/c1", "c1", root=str(root))
+    new_manager("/docker/c2", "c2", root=str(root))
+    paths.discover_v1()
+    assert read.count("/proc/self/mountinfo") == 1
+    manager_from_dict(m.to_dict())  # the saved state carries the directories
+    assert read.count("/proc/self/mountinfo") == 1
+    paths.forget_mounts()
+    new_manager("/docker/c1", "c1", root=str(root))
+    assert read.count("/proc/self/mountinfo") == 2
+
+
+def test_hierarchy_is_an_immutable_value() -> None:
+    h = Hierarchy(("cpu", "cpuacct"), "/sys/fs/cgroup/cpu,cpuacct")
+    assert h == Hierarchy(("cpu", "cpuacct"), "/sys/fs/cgroup/cpu,cpuacct", "/") and h.root == "/"
+    assert h != Hierarchy(("cpu", "cpuacct"), "/sys/fs/cgroup/cpu,cpuacct", "/docker")
+    assert len({h, Hierarchy(("cpu", "cpuacct"), "/sys/fs/cgroup/cpu,cpuacct")}) == 1
+    with pytest.raises(AttributeError):
+        h.root = "/x"  # type: ignore[misc]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from dockyard.cgroups import V1Manager, fs, new_manager
+from dockyard.cgroups import V1Manager, fs, new_manager, v1
 from dockyard.errors import InvalidSpec, NotImplementedFeature, SystemFailure
 
 UNLIMITED = "9223372036854771712"
@@ -335,3 +337,58 @@ def test_add_process_of_a_missing_pid_is_not_found(manager: V1Manager, monkeypat
     monkeypatch.setattr(fs, "write", kernel)
     with pytest.raises(NotFound, match="process 99999"):
         manager.add_process(99999)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file read through fs, in order, as a path."""
+    log: list[str] = []
+    real = fs.read_bytes
+
+    def record(path: str) -> bytes:
+        log.append(path)
+        return real(path)
+
+    monkeypatch.setattr(fs, "read_bytes", record)
+    return log
+
+
+def test_is_frozen_reads_one_file(manager: V1Manager, tree: Path, reads: list[str]) -> None:
+    assert not manager.is_frozen()
+    (tree / "freezer" / INNER.strip("/") / "freezer.state").write_text("FROZEN\n")
+    (tree / "freezer" / INNER.strip("/") / "freezer.self_freezing").write_text("1\n")
+    assert manager.is_frozen()
+    assert [os.path.basename(p) for p in reads] == ["freezer.self_freezing"] * 2
+
+
+def test_is_frozen_without_self_freezing_reads_the_state(manager: V1Manager, tree: Path) -> None:
+    (tree / "freezer" / INNER.strip("/") / "freezer.self_freezing").unlink()  # kernels before 3.10
+    assert not manager.is_frozen()
+    (tree / "freezer" / INNER.strip("/") / "freezer.state").write_text("FROZEN\n")
+    assert manager.is_frozen()
+
+
+def test_create_reads_no_file_twice(tmp_path: Path, reads: list[str]) -> None:
+    make_tree(tmp_path)
+    new_manager(INNER, "c1", root=str(tmp_path)).create()
+    assert reads and len(reads) == len(set(reads))
+    assert all("cpuset" in os.path.basename(p) for p in reads)
+
+
+def test_create_and_destroy_of_new_directories_never_sleep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in FILES:
+        if name != "cpuset":  # a fake cpuset directory would lack the files the kernel makes
+            (tmp_path / name).mkdir()
+    m = new_manager("/a/b/c", "c", root=str(tmp_path))
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds}s")
+
+    # fs's and v1's own view of time only: other threads (the suite's reaper) keep sleeping
+    for module in (fs, v1):
+        monkeypatch.setattr(module, "time", SimpleNamespace(sleep=no_sleep, monotonic=time.monotonic))
+    m.create()
+    dirs = [d for _, d in m.mounts()]
+    assert all(os.path.isdir(d) for d in dirs)
+    m.destroy()
+    assert not any(os.path.exists(d) for d in dirs)

@@ -11,12 +11,31 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
 
 from dockyard.cgroups import fs
 from dockyard.errors import InvalidArgument, NotImplementedFeature, SystemFailure
+
+TYPE_CHECKING = False  # typing is not imported at run time: the runtime CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
+SIGKILL = 9  # signal.SIGKILL, without importing signal (and enum) on the runtime's hot path
+
+
+def implementation(version: object) -> type[CgroupManager] | None:
+    """The manager class for a saved state's ``version``, importing only that one."""
+    if type(version) is not int:
+        return None
+    if version == 1:
+        from dockyard.cgroups.v1 import V1Manager
+
+        return V1Manager
+    if version == 2:
+        from dockyard.cgroups.v2 import V2Manager
+
+        return V2Manager
+    return None
 
 
 class CgroupManager(ABC):
@@ -24,13 +43,6 @@ class CgroupManager(ABC):
 
     version: ClassVar[int]
     path: str  # the normalised cgroupsPath (see paths.normalise)
-
-    _by_version: ClassVar[dict[int, type[CgroupManager]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "version" in cls.__dict__:
-            CgroupManager._by_version[cls.version] = cls
 
     @abstractmethod
     def create(self) -> None:
@@ -85,7 +97,7 @@ class CgroupManager(ABC):
     def from_dict(cls, d: dict[str, Any]) -> CgroupManager:
         """The manager that `to_dict` described; dispatches on ``d["version"]``."""
         version = d.get("version")
-        impl = CgroupManager._by_version.get(version) if isinstance(version, int) else None
+        impl = implementation(version)
         if impl is None:
             raise InvalidArgument(f"saved cgroup state has unknown version {version!r}")
         if impl is cls or cls is CgroupManager:
@@ -105,7 +117,7 @@ class CgroupManager(ABC):
         could not die. Without a freezer (a v1 host with no freezer hierarchy) the signals go
         out unfrozen, as runc does.
         """
-        if sig == signal.SIGKILL and self._cgroup_kill():
+        if sig == SIGKILL and self._cgroup_kill():
             if self.is_frozen():
                 self.thaw()
             return
@@ -124,7 +136,7 @@ class CgroupManager(ABC):
                 except ProcessLookupError:
                     pass
         finally:
-            if froze or (was_frozen and sig == signal.SIGKILL):
+            if froze or (was_frozen and sig == SIGKILL):
                 self.thaw()
 
     def _cgroup_kill(self) -> bool:
@@ -138,8 +150,3 @@ class CgroupManager(ABC):
                 return False
             raise
         return True
-
-
-def manager_from_dict(d: dict[str, Any]) -> CgroupManager:
-    """The manager saved in a container's state by ``to_dict``."""
-    return CgroupManager.from_dict(d)

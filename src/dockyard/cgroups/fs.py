@@ -2,6 +2,9 @@
 
 Every kernel failure becomes a ``SystemFailure`` carrying errno, so callers can tell EBUSY
 (memory limit below usage) from EINVAL (a value the kernel refuses) without parsing text.
+
+Files are read and written with os.open/os.read/os.write: a control file is a few bytes, and
+Python's buffered text layer would cost more than the system calls.
 """
 
 from __future__ import annotations
@@ -9,16 +12,19 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from dockyard.errors import NotFound, SystemFailure
+
+TYPE_CHECKING = False  # typing is not imported at run time: the runtime CLI must start fast
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PROCS_FILE = "cgroup.procs"
 
 # rmdir(2) of a cgroup whose last process is still exiting fails with EBUSY for a moment.
 _RMDIR_TRIES = 12
 _RMDIR_FIRST_DELAY = 0.002
+_READ_SIZE = 16384
 
 
 def _failure(action: str, path: str, err: OSError) -> SystemFailure:
@@ -26,14 +32,24 @@ def _failure(action: str, path: str, err: OSError) -> SystemFailure:
     return SystemFailure(f"{action} {path}: {os.strerror(code) if code else err}", code)
 
 
-def read(directory: str, name: str) -> str:
-    """The whole control file; a missing file is a ``SystemFailure`` with ENOENT."""
-    path = os.path.join(directory, name)
+def read_bytes(path: str) -> bytes:
+    """The whole of a kernel file (control file, /proc entry); failures are ``SystemFailure``."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []  # until EOF: a seq_file gives about a page per read(2)
+            while chunk := os.read(fd, _READ_SIZE):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise _failure("reading", path, e) from None
+    return b"".join(chunks)
+
+
+def read(directory: str, name: str) -> str:
+    """The whole control file; a missing file is a ``SystemFailure`` with ENOENT."""
+    return read_bytes(os.path.join(directory, name)).decode()
 
 
 def read_optional(directory: str, name: str) -> str | None:
@@ -167,7 +183,6 @@ def remove_tree(top: str) -> None:
         _rmdir_retrying(d)
 
 
-@dataclass(frozen=True)
 class Write:
     """One planned control-file write.
 
@@ -176,10 +191,27 @@ class Write:
     is retried once after the rest of the plan.
     """
 
-    directory: str
-    name: str
-    value: str
-    retry_on_einval: bool = False
+    __slots__ = ("directory", "name", "value", "retry_on_einval")
+
+    def __init__(self, directory: str, name: str, value: str, retry_on_einval: bool = False) -> None:
+        self.directory = directory
+        self.name = name
+        self.value = value
+        self.retry_on_einval = retry_on_einval
+
+    def _fields(self) -> tuple[str, str, str, bool]:
+        return (self.directory, self.name, self.value, self.retry_on_einval)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Write:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Write({self.directory!r}, {self.name!r}, {self.value!r}, retry_on_einval={self.retry_on_einval})"
 
     @property
     def path(self) -> str:

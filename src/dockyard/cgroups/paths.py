@@ -13,14 +13,19 @@ Deliberate difference: an empty cgroupsPath means ``/dockyard/<id>``. runc uses 
 relative to its own cgroup, which puts a container inside whatever cgroup the caller (a
 shell, a daemon, a CI job) happens to run in, and makes where a container lands depend on who
 started it. A path that resolves to a hierarchy root (``/``, ``.``) is refused.
+
+This module is on the runtime's hot path (every ``dockyard-runtime`` call): standard-library
+basics only, and /proc/self/mountinfo is read and parsed once per process (``forget_mounts``
+drops that cache for a long-lived caller whose cgroup mounts changed).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
-from dataclasses import dataclass
 
+from dockyard.cgroups import fs
 from dockyard.errors import InvalidArgument, InvalidSpec, SystemFailure
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
@@ -73,19 +78,45 @@ def current_cgroup_paths(pid: int | str = "self") -> dict[str, str]:
     """The cgroup of `pid` in each hierarchy, e.g. {"memory": "/docker/x", "name=systemd": "/", "": "/"}."""
     path = f"/proc/{pid}/cgroup"
     try:
-        with open(path) as f:
-            return parse_proc_cgroup(f.read())
-    except FileNotFoundError:
-        raise SystemFailure(f"no {path}: process {pid} does not exist") from None
+        return parse_proc_cgroup(fs.read_bytes(path).decode("utf-8", "surrogateescape"))
+    except SystemFailure as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            raise SystemFailure(f"no {path}: process {pid} does not exist", e.errno) from None
+        raise
 
 
-@dataclass(frozen=True)
 class Hierarchy:
-    """A mounted v1 hierarchy (or the hybrid v2 one, with no controllers)."""
+    """A mounted v1 hierarchy (or the hybrid v2 one, with no controllers); immutable.
 
+    A plain class rather than a dataclass: importing dataclasses costs the runtime milliseconds.
+    """
+
+    __slots__ = ("controllers", "mountpoint", "root")
     controllers: tuple[str, ...]  # ("cpu", "cpuacct"), ("name=systemd",); () for hybrid v2
     mountpoint: str
-    root: str = "/"  # the part of the hierarchy this mount shows (not "/" inside containers)
+    root: str  # the part of the hierarchy this mount shows (not "/" inside containers)
+
+    def __init__(self, controllers: tuple[str, ...], mountpoint: str, root: str = "/") -> None:
+        object.__setattr__(self, "controllers", controllers)
+        object.__setattr__(self, "mountpoint", mountpoint)
+        object.__setattr__(self, "root", root)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Hierarchy is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Hierarchy:
+            return NotImplemented
+        return (self.controllers, self.mountpoint, self.root) == (other.controllers, other.mountpoint, other.root)
+
+    def __hash__(self) -> int:
+        return hash((self.controllers, self.mountpoint, self.root))
+
+    def __reduce__(self) -> tuple[type[Hierarchy], tuple[tuple[str, ...], str, str]]:
+        return (Hierarchy, (self.controllers, self.mountpoint, self.root))  # copy and pickle
+
+    def __repr__(self) -> str:
+        return f"Hierarchy(controllers={self.controllers!r}, mountpoint={self.mountpoint!r}, root={self.root!r})"
 
     @property
     def name(self) -> str:
@@ -100,38 +131,71 @@ class Hierarchy:
 
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal."""
+    if "\\" not in field:
+        return field
     for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, ch)
     return field
 
 
-def parse_mountinfo(text: str, root: str) -> list[Hierarchy]:
-    """The cgroup hierarchies mounted directly below `root`, first mount of each wins."""
-    found: list[Hierarchy] = []
-    seen: set[str] = set()
+def _cgroup_mounts(text: str) -> list[Hierarchy]:
+    """Every cgroup and cgroup2 mount in mountinfo `text`, in mount order."""
+    found = []
     for line in text.splitlines():
         pre, sep, post = line.partition(" - ")
         if not sep:
             continue
-        fields, tail = pre.split(), post.split()
-        if len(fields) < 5 or len(tail) < 3:
+        tail = post.split()
+        if len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
-        mount_root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
-        if os.path.dirname(mountpoint) != root:
+        fields = pre.split()
+        if len(fields) < 5:
             continue
         if tail[0] == "cgroup":
             controllers = tuple(o for o in tail[2].split(",") if o in V1_CONTROLLERS or o.startswith("name="))
-        elif tail[0] == "cgroup2":
-            controllers = ()
         else:
+            controllers = ()
+        found.append(Hierarchy(controllers, _unescape(fields[4]), _unescape(fields[3])))
+    return found
+
+
+def _below(mounts: list[Hierarchy], root: str) -> list[Hierarchy]:
+    """The hierarchies mounted directly below `root`, first mount of each wins."""
+    found: list[Hierarchy] = []
+    seen: set[str] = set()
+    for h in mounts:
+        if os.path.dirname(h.mountpoint) != root:
             continue
+        controllers = h.controllers
         tag = ",".join(controllers) or UNIFIED
         if tag in seen or (controllers and seen.intersection(controllers)):
             continue
         seen.add(tag)
         seen.update(controllers)
-        found.append(Hierarchy(controllers, mountpoint, mount_root))
+        found.append(h)
     return found
+
+
+def parse_mountinfo(text: str, root: str) -> list[Hierarchy]:
+    """The cgroup hierarchies mounted directly below `root`, first mount of each wins."""
+    return _below(_cgroup_mounts(text), root)
+
+
+_mounts_cache: dict[str, list[Hierarchy]] = {}  # mountinfo path -> its cgroup mounts
+
+
+def _mounts_from(mountinfo: str) -> list[Hierarchy]:
+    """The cgroup mounts in `mountinfo`, read and parsed once per process."""
+    mounts = _mounts_cache.get(mountinfo)
+    if mounts is None:
+        text = fs.read_bytes(mountinfo).decode("utf-8", "surrogateescape")
+        mounts = _mounts_cache[mountinfo] = _cgroup_mounts(text)
+    return mounts
+
+
+def forget_mounts() -> None:
+    """Drop the cached mountinfo, for a long-lived process whose cgroup mounts changed."""
+    _mounts_cache.clear()
 
 
 def scan_layout(root: str) -> list[Hierarchy]:
@@ -158,11 +222,7 @@ def scan_layout(root: str) -> list[Hierarchy]:
 
 def discover_v1(root: str = DEFAULT_ROOT, mountinfo: str = "/proc/self/mountinfo") -> list[Hierarchy]:
     """The v1 hierarchies below `root`: from mountinfo, else (a test tree) from directory names."""
-    try:
-        with open(mountinfo) as f:
-            found = parse_mountinfo(f.read(), root.rstrip("/") or "/")
-    except OSError as e:
-        raise SystemFailure(f"reading {mountinfo}: {e.strerror}", e.errno or 0) from None
+    found = _below(_mounts_from(mountinfo), root.rstrip("/") or "/")
     if not found and os.path.isdir(root):
         found = scan_layout(root)
     if not any(h.controllers for h in found):

@@ -7,10 +7,13 @@ need no existence checks. CPU times are nanoseconds, memory bytes.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from dockyard.cgroups import fs
 from dockyard.errors import SystemFailure
+
+TYPE_CHECKING = False  # typing is not imported at run time: `dockyard-runtime events` must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 UINT64_MAX = 2**64 - 1
 _BLKIO_KEYS = (

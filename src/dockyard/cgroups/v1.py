@@ -10,14 +10,20 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
-from dockyard.cgroups import fs, paths, stats
+from dockyard.cgroups import fs, paths
 from dockyard.cgroups.base import CgroupManager
-from dockyard.cgroups.devices import Emulator
 from dockyard.cgroups.paths import Hierarchy
-from dockyard.cgroups.resources import Resources, parse_resources, pids_value
 from dockyard.errors import InvalidArgument, InvalidSpec, NotImplementedFeature, SystemFailure
+
+# On the runtime's hot path (create, state, kill, delete) only the modules above load;
+# resources, devices and stats are imported by the methods that need them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.cgroups.devices import Emulator
+    from dockyard.cgroups.resources import Resources
 
 # the hierarchy whose cgroup.procs answers pids(), in order of preference (runc uses devices)
 _PIDS_FROM = ("devices", "freezer", "pids", "memory", "cpu", "cpuacct", "cpuset", "blkio", "name=systemd")
@@ -66,22 +72,34 @@ class V1Manager(CgroupManager):
                 if "cpuset" in h.controllers:
                     self._create_cpuset(h.mountpoint, d)
                 else:
-                    os.makedirs(d, exist_ok=True)
+                    _mkdir(d)
             except OSError as e:
                 raise SystemFailure(f"creating cgroup {d}: {e.strerror}", e.errno or 0) from None
 
     @staticmethod
     def _create_cpuset(top: str, d: str) -> None:
-        """mkdir each level, filling empty cpus/mems from the parent: an empty cpuset refuses tasks."""
+        """mkdir each level, filling empty cpus/mems from the parent: an empty cpuset refuses tasks.
+
+        Each file is read at most once: a level we create is known to need its parent's values
+        (writing them is harmless where cgroup.clone_children already copied them), and those
+        values are carried down rather than read again.
+        """
         prefix = "cpuset." if os.path.exists(os.path.join(top, "cpuset.cpus")) else ""
-        parent = top
+        names = (f"{prefix}cpus", f"{prefix}mems")
+        parent, inherited = top, None
         for part in os.path.relpath(d, top).split("/"):
             current = os.path.join(parent, part)
-            os.makedirs(current, exist_ok=True)
-            for name in (f"{prefix}cpus", f"{prefix}mems"):
-                if not fs.read(current, name).strip():
-                    fs.write(current, name, fs.read(parent, name).strip())
-            parent = current
+            created = _mkdir(current)
+            values = []
+            for i, name in enumerate(names):
+                value = "" if created else fs.read(current, name).strip()
+                if not value:
+                    if inherited is None:
+                        inherited = [fs.read(parent, n).strip() for n in names]
+                    value = inherited[i]
+                    fs.write(current, name, value)
+                values.append(value)
+            parent, inherited = current, values
 
     def add_process(self, pid: int) -> None:
         for _, d in self._placed:
@@ -100,6 +118,9 @@ class V1Manager(CgroupManager):
     # --- resources ---
 
     def set(self, resources: dict[str, Any]) -> None:
+        from dockyard.cgroups.devices import Emulator
+        from dockyard.cgroups.resources import parse_resources
+
         res = parse_resources(resources)
         writes = self.plan(res)
         fs.check_targets(writes, _SETTINGS)
@@ -129,6 +150,8 @@ class V1Manager(CgroupManager):
         if res.cpu is not None:
             writes += self._plan_cpu(res)
         if res.pids_limit is not None:
+            from dockyard.cgroups.resources import pids_value
+
             writes.append(fs.Write(self._need("pids", "pids.limit"), "pids.max", pids_value(res.pids_limit)))
         if res.block_io is not None:
             writes += self._plan_blkio(res)
@@ -242,6 +265,8 @@ class V1Manager(CgroupManager):
         return writes
 
     def _plan_devices(self, res: Resources) -> list[fs.Write]:
+        from dockyard.cgroups.devices import Emulator
+
         assert res.devices is not None
         d = self._need("devices", "devices")
         current = Emulator.from_list(fs.read(d, "devices.list"), os.path.join(d, "devices.list"))
@@ -253,6 +278,8 @@ class V1Manager(CgroupManager):
 
     def _verify_devices(self, target: Emulator) -> None:
         """runc's final check: the kernel's view must match (exactly, for an allow-list)."""
+        from dockyard.cgroups.devices import Emulator
+
         d = self._dirs["devices"]
         after = Emulator.from_list(fs.read(d, "devices.list"))
         if after.default_allow != target.default_allow or (not target.default_allow and after.rules != target.rules):
@@ -297,18 +324,24 @@ class V1Manager(CgroupManager):
         fs.write(self._freezer(), "freezer.state", "THAWED")
 
     def is_frozen(self) -> bool:
-        """Frozen by us; FROZEN only through a frozen parent does not count (freezer.self_freezing)."""
+        """Frozen by us, read from one file: freezer.self_freezing, the state this cgroup was asked for.
+
+        Like v2's cgroup.freeze, it is the request rather than the kernel's progress: freeze()
+        returns only once freezer.state says FROZEN, and a cgroup frozen only through a frozen
+        parent does not count. Kernels without self_freezing (before 3.10) fall back to
+        freezer.state.
+        """
         d = self._dirs.get("freezer")
         if d is None:
             return False
+        own = fs.read_optional(d, "freezer.self_freezing")
+        if own is not None:
+            return own.strip() == "1"
         deadline = time.monotonic() + 5
         while True:
             state = fs.read(d, "freezer.state").strip()
-            if state == "THAWED":
-                return False
-            if state == "FROZEN":
-                own = fs.read_optional(d, "freezer.self_freezing")
-                return own is None or own.strip() == "1"
+            if state in ("THAWED", "FROZEN"):
+                return state == "FROZEN"
             if time.monotonic() > deadline:
                 raise SystemFailure(f"{d}/freezer.state stayed {state!r}")
             time.sleep(0.001)
@@ -325,6 +358,8 @@ class V1Manager(CgroupManager):
         return self._dirs.get(paths.UNIFIED)
 
     def stats(self) -> dict[str, Any]:
+        from dockyard.cgroups import stats
+
         return stats.v1(self._dirs)
 
     def oom_kill_count(self) -> int:
@@ -358,3 +393,26 @@ class V1Manager(CgroupManager):
             return cls(d["path"], placed)
         except (KeyError, TypeError) as e:
             raise InvalidArgument(f"saved cgroup v1 state is malformed: {e!r}") from None
+
+
+def _mkdir(d: str) -> bool:
+    """Make directory `d` and any missing parents; whether `d` itself was made (False: it existed).
+
+    One mkdir(2) in the usual case (the parent exists), where os.makedirs stats first.
+    """
+    try:
+        os.mkdir(d)
+        return True
+    except FileExistsError:
+        if not os.path.isdir(d):
+            raise
+        return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+    try:
+        os.mkdir(d)
+    except FileExistsError:  # made meanwhile by someone else
+        if not os.path.isdir(d):
+            raise
+        return False
+    return True

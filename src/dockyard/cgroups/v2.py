@@ -11,21 +11,18 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
-from dockyard.cgroups import ebpf, fs, paths, stats
+from dockyard.cgroups import fs, paths
 from dockyard.cgroups.base import CgroupManager
-from dockyard.cgroups.devices import Emulator
-from dockyard.cgroups.resources import (
-    Resources,
-    blkio_weight_to_io_weight,
-    cpu_shares_to_weight,
-    max_or_number,
-    parse_resources,
-    pids_value,
-    swap_to_v2,
-)
 from dockyard.errors import InvalidArgument, NotImplementedFeature, SystemFailure
+
+# On the runtime's hot path (create, state, kill, delete) only the modules above load;
+# resources, devices, ebpf (ctypes) and stats are imported by the methods that need them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.cgroups.resources import Resources
 
 _FREEZE_TIMEOUT = 10.0
 _SETTINGS = {
@@ -91,9 +88,16 @@ class V2Manager(CgroupManager):
     # --- resources ---
 
     def set(self, resources: dict[str, Any]) -> None:
+        from dockyard.cgroups.resources import parse_resources
+
         res = parse_resources(resources)
         writes = self.plan(res)
-        program = ebpf.assemble(Emulator.from_rules(res.devices)) if res.devices is not None else None
+        program = None
+        if res.devices is not None:
+            from dockyard.cgroups import ebpf
+            from dockyard.cgroups.devices import Emulator
+
+            program = ebpf.assemble(Emulator.from_rules(res.devices))
         fs.check_targets(writes, _SETTINGS)
         fs.apply_writes(writes)
         if program is not None:
@@ -101,6 +105,8 @@ class V2Manager(CgroupManager):
 
     def plan(self, res: Resources) -> list[fs.Write]:
         """The writes for `res`; raises before any write for what v2 cannot do."""
+        from dockyard.cgroups.resources import pids_value
+
         d = self.dir
         writes: list[fs.Write] = []
         if res.memory is not None:
@@ -122,6 +128,8 @@ class V2Manager(CgroupManager):
         return writes
 
     def _plan_memory(self, res: Resources) -> list[fs.Write]:
+        from dockyard.cgroups.resources import max_or_number, swap_to_v2
+
         m = res.memory
         assert m is not None
         d = self.dir
@@ -149,6 +157,8 @@ class V2Manager(CgroupManager):
         return writes
 
     def _plan_cpu(self, res: Resources) -> list[fs.Write]:
+        from dockyard.cgroups.resources import cpu_shares_to_weight, max_or_number
+
         c = res.cpu
         assert c is not None
         d = self.dir
@@ -176,6 +186,8 @@ class V2Manager(CgroupManager):
         return current.split()[0] if current else "max"
 
     def _plan_io(self, res: Resources) -> list[fs.Write]:
+        from dockyard.cgroups.resources import blkio_weight_to_io_weight
+
         b = res.block_io
         assert b is not None
         d = self.dir
@@ -232,6 +244,8 @@ class V2Manager(CgroupManager):
         return self.dir
 
     def stats(self) -> dict[str, Any]:
+        from dockyard.cgroups import stats
+
         return stats.v2(self.dir)
 
     def oom_kill_count(self) -> int:

@@ -7,15 +7,17 @@ file (JSON lines with --log-format json, which is what containerd reads back).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from typing import Any
 
 from dockyard import OCI_VERSION, __version__
 from dockyard.errors import DockyardError, InvalidArgument, NotImplementedFeature
+from dockyard.utils import fastjson as json
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 _log_path: str | None = None
 _log_format = "text"
@@ -40,6 +42,12 @@ def log(level: str, message: str) -> None:
         print(f"dockyard-runtime: {message}", file=sys.stderr)
 
 
+def _pretty(value: dict[str, Any]) -> str:
+    """A JSON object one key a line, as runc prints `state` (nested values stay compact)."""
+    items = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+    return "{\n" + ",\n".join(items) + "\n}"
+
+
 def parse_signal(value: str) -> int:
     import signal
 
@@ -54,121 +62,169 @@ def parse_signal(value: str) -> int:
         raise InvalidArgument(f"unknown signal {value!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dockyard-runtime", description="Dockyard's OCI runtime (runc-compatible)")
-    p.add_argument("--root", default=None, help="state directory (default /run/dockyard-runtime)")
-    p.add_argument("--log", default=None, help="log file")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default=None)
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command")
+class Args:
+    """Parsed command line: attributes named after the flags (dashes become underscores)."""
 
-    def with_create_flags(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("-b", "--bundle", default=".")
-        cmd.add_argument("--console-socket")
-        cmd.add_argument("--pid-file")
-        cmd.add_argument("--no-pivot", action="store_true")
-        cmd.add_argument("--no-new-keyring", action="store_true")
-        cmd.add_argument("--preserve-fds", type=int, default=0)
-        cmd.add_argument("id")
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
 
-    with_create_flags(sub.add_parser("create"))
-    run = sub.add_parser("run")
-    run.add_argument("-d", "--detach", action="store_true")
-    run.add_argument("--keep", action="store_true")
-    run.add_argument("--no-subreaper", action="store_true")
-    with_create_flags(run)
-    sub.add_parser("start").add_argument("id")
-    sub.add_parser("state").add_argument("id")
-    kill = sub.add_parser("kill")
-    kill.add_argument("-a", "--all", action="store_true")
-    kill.add_argument("id")
-    kill.add_argument("signal", nargs="?", default="SIGTERM")
-    delete = sub.add_parser("delete")
-    delete.add_argument("-f", "--force", action="store_true")
-    delete.add_argument("ids", nargs="+")
-    sub.add_parser("pause").add_argument("id")
-    sub.add_parser("resume").add_argument("id")
-    ps = sub.add_parser("ps")
-    ps.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    for name in ("list", "ls"):
-        ls = sub.add_parser(name)
-        ls.add_argument("-f", "--format", default="table", choices=["table", "json"])
-        ls.add_argument("-q", "--quiet", action="store_true")
-    sub.add_parser("features")
-    spec = sub.add_parser("spec")
-    spec.add_argument("-b", "--bundle", default=".")
-    spec.add_argument("--rootless", action="store_true")
-    ex = sub.add_parser("exec")
-    ex.add_argument("--console-socket")
-    ex.add_argument("--cwd")
-    ex.add_argument("-e", "--env", action="append", default=[])
-    ex.add_argument("-t", "--tty", action="store_true")
-    ex.add_argument("-u", "--user")
-    ex.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    ex.add_argument("-p", "--process")
-    ex.add_argument("-d", "--detach", action="store_true")
-    ex.add_argument("--pid-file")
-    ex.add_argument("--process-label")
-    ex.add_argument("--apparmor")
-    ex.add_argument("--no-new-privs", action="store_true", default=None)
-    ex.add_argument("-c", "--cap", action="append", default=[])
-    ex.add_argument("--preserve-fds", type=int, default=0)
-    ex.add_argument("--cgroup")
-    ex.add_argument("--ignore-paused", action="store_true")
-    ex.add_argument("id")
-    ex.add_argument("argv", nargs=argparse.REMAINDER)
-    ev = sub.add_parser("events")
-    ev.add_argument("--stats", action="store_true")
-    ev.add_argument("--interval", default="5s")
-    ev.add_argument("id")
-    up = sub.add_parser("update")
-    up.add_argument("-r", "--resources")
-    up.add_argument("--memory")
-    up.add_argument("--memory-reservation")
-    up.add_argument("--memory-swap")
-    up.add_argument("--cpu-shares", type=int)
-    up.add_argument("--cpu-quota", type=int)
-    up.add_argument("--cpu-period", type=int)
-    up.add_argument("--cpuset-cpus")
-    up.add_argument("--cpuset-mems")
-    up.add_argument("--pids-limit", type=int)
-    up.add_argument("--blkio-weight", type=int)
-    up.add_argument("id")
-    for name in ("checkpoint", "restore"):
-        c = sub.add_parser(name)
-        c.add_argument("rest", nargs=argparse.REMAINDER)
-    return p
+    def __getattr__(self, name: str) -> Any:  # unset flags read as None
+        return None
 
 
-# Go's flag package (which runc uses) accepts -flag as well as --flag.
-_LONG_SINGLE_DASH = {"-bundle", "-root", "-log", "-log-format", "-debug", "-pid-file", "-console-socket",
-                     "-detach", "-process", "-force", "-all", "-format", "-systemd-cgroup", "-no-pivot",
-                     "-no-new-keyring", "-preserve-fds", "-tty", "-cwd", "-env", "-user", "-quiet", "-stats"}
+# A hand-written parser in the style of Go's flag package (which runc uses): argparse alone costs
+# more to import than runc takes to run a command. Each flag: (names, dest, kind, default) where
+# kind is "bool", "str", "int" or "list" (repeatable).
+_GLOBAL = [
+    (("--root",), "root", "str", None), (("--log",), "log", "str", None),
+    (("--log-format",), "log_format", "str", "text"), (("--debug",), "debug", "bool", False),
+    (("--systemd-cgroup",), "systemd_cgroup", "bool", False), (("--rootless",), "rootless", "str", "auto"),
+    (("--criu",), "criu", "str", None), (("-v", "--version"), "version", "bool", False),
+    (("-h", "--help"), "help", "bool", False),
+]
+_CREATE = [
+    (("-b", "--bundle"), "bundle", "str", "."), (("--console-socket",), "console_socket", "str", None),
+    (("--pid-file",), "pid_file", "str", None), (("--no-pivot",), "no_pivot", "bool", False),
+    (("--no-new-keyring",), "no_new_keyring", "bool", False), (("--preserve-fds",), "preserve_fds", "int", 0),
+]
+_FORMAT = [(("-f", "--format"), "format", "str", "table")]
+# command: (flags, positional names, rest: name of the list that takes everything after them)
+_COMMANDS: dict[str, tuple[list[Any], list[str], str | None]] = {
+    "create": (_CREATE, ["id"], None),
+    "run": (_CREATE + [(("-d", "--detach"), "detach", "bool", False), (("--keep",), "keep", "bool", False),
+                       (("--no-subreaper",), "no_subreaper", "bool", False)], ["id"], None),
+    "start": ([], ["id"], None),
+    "state": ([], ["id"], None),
+    "kill": ([(("-a", "--all"), "all", "bool", False)], ["id"], "signal"),
+    "delete": ([(("-f", "--force"), "force", "bool", False)], [], "ids"),
+    "pause": ([], ["id"], None),
+    "resume": ([], ["id"], None),
+    "ps": (_FORMAT, ["id"], "ps_args"),
+    "list": (_FORMAT + [(("-q", "--quiet"), "quiet", "bool", False)], [], None),
+    "features": ([], [], None),
+    "spec": ([(("-b", "--bundle"), "bundle", "str", "."), (("--rootless",), "rootless", "bool", False)], [], None),
+    "exec": ([
+        (("--console-socket",), "console_socket", "str", None), (("--cwd",), "cwd", "str", None),
+        (("-e", "--env"), "env", "list", None), (("-t", "--tty"), "tty", "bool", False),
+        (("-u", "--user"), "user", "str", None), (("-g", "--additional-gids"), "additional_gids", "list", None),
+        (("-p", "--process"), "process", "str", None), (("-d", "--detach"), "detach", "bool", False),
+        (("--pid-file",), "pid_file", "str", None), (("--process-label",), "process_label", "str", None),
+        (("--apparmor",), "apparmor", "str", None), (("--no-new-privs",), "no_new_privs", "bool", None),
+        (("-c", "--cap"), "cap", "list", None), (("--preserve-fds",), "preserve_fds", "int", 0),
+        (("--cgroup",), "cgroup", "list", None), (("--ignore-paused",), "ignore_paused", "bool", False),
+    ], ["id"], "argv"),
+    "events": ([(("--stats",), "stats", "bool", False), (("--interval",), "interval", "str", "5s")], ["id"], None),
+    "update": ([(("-r", "--resources"), "resources", "str", None), (("--memory",), "memory", "str", None),
+                (("--memory-reservation",), "memory_reservation", "str", None),
+                (("--memory-swap",), "memory_swap", "str", None), (("--cpu-shares",), "cpu_shares", "int", None),
+                (("--cpu-quota",), "cpu_quota", "int", None), (("--cpu-period",), "cpu_period", "int", None),
+                (("--cpuset-cpus",), "cpuset_cpus", "str", None), (("--cpuset-mems",), "cpuset_mems", "str", None),
+                (("--pids-limit",), "pids_limit", "int", None), (("--blkio-weight",), "blkio_weight", "int", None)],
+               ["id"], None),
+    "checkpoint": ([], [], "rest"),
+    "restore": ([], [], "rest"),
+}
+_ALIASES = {"ls": "list"}
+_USAGE = """usage: dockyard-runtime [global flags] COMMAND [flags] ARGS
+
+Dockyard's OCI runtime (runc-compatible).
+
+commands: create, start, run, state, kill, delete, exec, pause, resume, ps, list, events,
+          update, features, spec; checkpoint and restore are not implemented
+global flags: --root DIR, --log FILE, --log-format text|json, --debug, --systemd-cgroup, --version
+"""
 
 
-def _normalise(argv: list[str]) -> list[str]:
-    out = []
-    for arg in argv:
-        name, eq, value = arg.partition("=")
-        out.append(("-" + name + eq + value) if name in _LONG_SINGLE_DASH else arg)
-    return out
+def _lookup(flags: list[Any], token: str) -> tuple[Any, str | None]:
+    name, eq, value = token.partition("=")
+    if name.startswith("-") and not name.startswith("--") and len(name) > 2:
+        name = "-" + name  # Go accepts -flag for --flag
+    for spec in flags:
+        if name in spec[0]:
+            return spec, (value if eq else None)
+    raise InvalidArgument(f"flag provided but not defined: {token.split('=')[0]}")
+
+
+def _take_flag(flags: list[Any], argv: list[str], i: int, values: dict[str, Any]) -> int:
+    spec, inline = _lookup(flags, argv[i])
+    _names, dest, kind, _default = spec
+    if kind == "bool":
+        values[dest] = inline is None or inline.lower() in ("1", "true", "yes")
+        return i + 1
+    if inline is None:
+        if i + 1 >= len(argv):
+            raise InvalidArgument(f"flag needs an argument: {argv[i]}")
+        inline, i = argv[i + 1], i + 1
+    if kind == "int" or (kind == "list" and dest == "additional_gids"):
+        try:
+            value: Any = int(inline)
+        except ValueError:
+            raise InvalidArgument(f"invalid value {inline!r} for flag {argv[i - 1]}: not an integer") from None
+    else:
+        value = inline
+    if kind == "list":
+        values[dest] = (values.get(dest) or []) + [value]
+    else:
+        values[dest] = value
+    return i + 1
+
+
+def parse_args(argv: list[str]) -> Args:
+    values: dict[str, Any] = {spec[1]: spec[3] for spec in _GLOBAL}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        i = _take_flag(_GLOBAL, argv, i, values)
+    if i == len(argv):
+        values["command"] = None
+        return Args(**values)
+    command = _ALIASES.get(argv[i], argv[i])
+    if command not in _COMMANDS:
+        raise InvalidArgument(f"no such command: {argv[i]}")
+    flags, positionals, rest = _COMMANDS[command]
+    values["command"] = command
+    for spec in flags:
+        values[spec[1]] = spec[3]
+    if rest:
+        values[rest] = []
+    names = list(positionals)
+    i += 1
+    # as in Go's flag package, flags end at the first argument that is not one (or at "--")
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-", "--"):
+        i = _take_flag(flags, argv, i, values)
+    if i < len(argv) and argv[i] == "--":
+        i += 1
+    while i < len(argv) and names:
+        values[names.pop(0)] = argv[i]
+        i += 1
+    if i < len(argv):
+        if not rest:
+            raise InvalidArgument(f"{command}: unexpected argument {argv[i]!r}")
+        values[rest] = argv[i:]
+    if names:
+        raise InvalidArgument(f"{command}: missing {' and '.join(n.upper() for n in names)}")
+    if rest == "ids" and not values["ids"]:
+        raise InvalidArgument("delete: missing container ID")
+    if rest == "signal":
+        values["signal"] = values["signal"][0] if values["signal"] else "SIGTERM"
+    for spec in flags:
+        if spec[2] == "list" and values[spec[1]] is None:
+            values[spec[1]] = []
+    return Args(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
     global _log_path, _log_format, _debug
-    args = _parser().parse_args(_normalise(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except InvalidArgument as e:
+        print(f"dockyard-runtime: {e}\n\n{_USAGE}", file=sys.stderr)
+        return 2
     if args.version:
         print(f"dockyard-runtime version {__version__}\nspec: {OCI_VERSION}")
         return 0
     _log_path, _log_format, _debug = args.log, args.log_format, args.debug
-    if not args.command:
-        _parser().print_help()
+    if args.help or not args.command:
+        print(_USAGE)
         return 0
     try:
         return _dispatch(args)
@@ -180,20 +236,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: Args) -> Any:
     from dockyard.runtime.state import DEFAULT_ROOT, StateStore
 
     return StateStore(args.root or DEFAULT_ROOT)
 
 
-def _create_opts(args: argparse.Namespace) -> Any:
+def _create_opts(args: Args) -> Any:
     from dockyard.runtime.container import CreateOptions
 
     return CreateOptions(bundle=args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
                          no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring, preserve_fds=args.preserve_fds)
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: Args) -> int:
     cmd = args.command
     if cmd in ("checkpoint", "restore"):
         raise NotImplementedFeature(f"{cmd} (CRIU is not supported by dockyard-runtime yet)")
@@ -214,7 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd == "state":
         state = store.load(args.id)
-        print(json.dumps(container.oci_state(store, state), indent=2))
+        print(_pretty(container.oci_state(store, state)))
         return 0
     if cmd == "kill":
         container.kill(store, args.id, parse_signal(args.signal), args.all)
@@ -240,7 +296,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise InvalidArgument(f"unknown command {cmd!r}")
 
 
-def _run(store: Any, args: argparse.Namespace) -> int:
+def _run(store: Any, args: Args) -> int:
     from dockyard.linux import libc
     from dockyard.runtime import container, foreground
 
@@ -298,7 +354,7 @@ def _bundle_wants_terminal(bundle: str) -> bool:
         return False
 
 
-def _delete(store: Any, args: argparse.Namespace) -> int:
+def _delete(store: Any, args: Args) -> int:
     from dockyard.errors import NotFound
     from dockyard.runtime import container
 
@@ -316,7 +372,7 @@ def _delete(store: Any, args: argparse.Namespace) -> int:
     return code
 
 
-def _ps(store: Any, args: argparse.Namespace) -> int:
+def _ps(store: Any, args: Args) -> int:
     import subprocess
 
     from dockyard.runtime import container
@@ -345,7 +401,7 @@ def _ps(store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(store: Any, args: argparse.Namespace) -> int:
+def _list(store: Any, args: Args) -> int:
     from dockyard.runtime import container
 
     rows = []
@@ -368,7 +424,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _exec(store: Any, args: argparse.Namespace) -> int:
+def _exec(store: Any, args: Args) -> int:
     from dockyard.runtime.execute import exec_process, merged_process
 
     if args.process:
@@ -393,7 +449,7 @@ def _exec(store: Any, args: argparse.Namespace) -> int:
                         ignore_paused=args.ignore_paused)
 
 
-def _events(store: Any, args: argparse.Namespace) -> int:
+def _events(store: Any, args: Args) -> int:
     from dockyard.runtime import container
 
     interval = float(args.interval.rstrip("s") or 5)
@@ -408,7 +464,7 @@ def _events(store: Any, args: argparse.Namespace) -> int:
         time.sleep(interval)
 
 
-def _update(store: Any, args: argparse.Namespace) -> int:
+def _update(store: Any, args: Args) -> int:
     from dockyard.runtime import container
 
     state = store.load(args.id)
@@ -460,14 +516,16 @@ def _bytes(text: str) -> int:
     return int(t)
 
 
-def _spec(args: argparse.Namespace) -> int:
+def _spec(args: Args) -> int:
     from dockyard.runtime.defaults import default_spec
 
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path):
         raise InvalidArgument(f"{path} already exists")
     with open(path, "w") as f:
-        json.dump(default_spec(rootless=args.rootless), f, indent="\t")
+        import json as std_json
+
+        std_json.dump(default_spec(rootless=args.rootless), f, indent="\t")
     return 0
 
 
@@ -492,7 +550,9 @@ def _features() -> int:
         },
         "annotations": {"org.dockyard.runtime.version": __version__},
     }
-    print(json.dumps(features, indent=4))
+    import json as std_json
+
+    print(std_json.dumps(features, indent=4))
     return 0
 
 

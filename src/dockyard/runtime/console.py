@@ -8,9 +8,12 @@ import os
 import socket
 import struct
 import termios
-from typing import Any
 
 from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def connect_console_socket(path: str) -> socket.socket:

@@ -6,13 +6,9 @@ state machine allows the verb, act, save. Errors are raised, never printed here.
 
 from __future__ import annotations
 
-import datetime
 import os
 import select
-import signal
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from dockyard import OCI_VERSION
 from dockyard.errors import DockyardError, InvalidArgument, InvalidSpec, SystemFailure
@@ -21,15 +17,28 @@ from dockyard.runtime.spec import NAMESPACE_PROC_NAMES, Spec, has_new_namespace,
 from dockyard.runtime.sync import Channel
 from dockyard.utils.fileio import write_atomic
 
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass
+
+SIGKILL = 9  # signal numbers as plain ints: the signal module costs milliseconds to import
+
+
 class CreateOptions:
-    bundle: str
-    pid_file: str | None = None
-    console_socket: str | None = None
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
+    def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+
+
+def _now_rfc3339() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
 
 
 def _cgroup_manager(spec: Spec, container_id: str, systemd: bool) -> Any:
@@ -128,7 +137,7 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
         if resources:
             cg.set(resources)
         init_pid, chan = _start_init(store, container_id, spec, opts, cg)
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        now = _now_rfc3339()
         pid_start = st.process_start_time(init_pid)
         if pid_start is None:
             raise SystemFailure("container init exited during create")
@@ -236,7 +245,7 @@ def _host_root_ids(linux: dict[str, Any]) -> tuple[int, int]:
 
 def _kill_quietly(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -251,7 +260,7 @@ def _reap(pid: int) -> int:
 
 def _destroy_cgroup(cg: Any) -> None:
     try:
-        cg.kill_all(signal.SIGKILL)
+        cg.kill_all(SIGKILL)
     except DockyardError:
         pass
     cg.destroy()
@@ -321,7 +330,7 @@ def delete(store: st.StateStore, container_id: str, force: bool = False) -> None
         cg = cgroup_of(state)
         if status != st.STOPPED:
             if cg is not None:
-                cg.kill_all(signal.SIGKILL)
+                cg.kill_all(SIGKILL)
                 if status == st.PAUSED:
                     cg.thaw()
             _kill_quietly(state.pid)

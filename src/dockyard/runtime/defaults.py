@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from dockyard import OCI_VERSION
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 

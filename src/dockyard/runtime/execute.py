@@ -8,17 +8,21 @@
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, NoReturn
 
 from dockyard.errors import WrongState
 from dockyard.linux import libc
-from dockyard.runtime import console, process
+from dockyard.runtime import process
 from dockyard.runtime import state as st
 from dockyard.runtime.container import cgroup_of, current_status, namespace_paths
 from dockyard.runtime.spec import NAMESPACE_FLAGS
 from dockyard.runtime.sync import Channel, report_and_exit
 from dockyard.utils.fileio import write_atomic
+
+SIGKILL = 9
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 def merged_process(base: dict[str, Any], args: list[str], *, cwd: str | None = None, env: list[str] | None = None,
@@ -69,6 +73,10 @@ def exec_process(store: st.StateStore, container_id: str, proc: dict[str, Any], 
     own_console = None
     console_sock = None
     if proc.get("terminal"):
+        import socket
+
+        from dockyard.runtime import console
+
         if console_socket:
             console_sock = console.connect_console_socket(console_socket)
         elif detach:
@@ -117,17 +125,18 @@ def exec_process(store: st.StateStore, container_id: str, proc: dict[str, Any], 
         return 0
     from dockyard.runtime.foreground import wait_foreground
 
-    master = console.recv_master(own_console) if own_console is not None else None
+    master = None
     if own_console is not None:
+        from dockyard.runtime import console
+
+        master = console.recv_master(own_console)
         own_console.close()
     return wait_foreground(pid, master)
 
 
 def _reap_quietly(pid: int) -> None:
-    import signal
-
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, SIGKILL)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
@@ -155,7 +164,7 @@ def _ns_order(kind: str) -> int:
 
 
 def _joiner(ns_fds: dict[str, int], proc: dict[str, Any], chan: Channel, seccomp: Any,
-            console_sock: socket.socket | None, in_userns: bool, preserve_fds: int) -> NoReturn:
+            console_sock: Any, in_userns: bool, preserve_fds: int) -> NoReturn:
     try:
         # non-dumpable before entering the container's pid namespace (CVE-2019-5736 class)
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
@@ -179,12 +188,18 @@ def _joiner(ns_fds: dict[str, int], proc: dict[str, Any], chan: Channel, seccomp
     os._exit(0)
 
 
-def _exec_child(proc: dict[str, Any], chan: Channel, seccomp: Any, console_sock: socket.socket | None,
+def _exec_child(proc: dict[str, Any], chan: Channel, seccomp: Any, console_sock: Any,
                 in_userns: bool, preserve_fds: int) -> NoReturn:
     try:
         process.reset_signals()
+        keep = {chan.read_fd, chan.write_fd}
+        if console_sock is not None:
+            keep.add(console_sock.fileno())
+        process.close_inherited_fds(preserve_fds, keep)
         os.setsid()
         if console_sock is not None:
+            from dockyard.runtime import console  # loaded before the fork
+
             master, slave, name = console.open_pty(proc.get("consoleSize"))
             console.send_master(console_sock, master, name)
             os.close(master)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from dockyard.utils import fastjson as json
 import subprocess
-from typing import Any
 
 from dockyard.errors import SystemFailure
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_hooks(hooks: list[dict[str, Any]] | None, state: dict[str, Any], kind: str) -> None:

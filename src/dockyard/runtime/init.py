@@ -7,34 +7,35 @@ user namespaces requires). Neither returns: they exit or execve, reporting error
 from __future__ import annotations
 
 import os
-import socket
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
 
 from dockyard.errors import InvalidSpec
 from dockyard.linux import libc
-from dockyard.runtime import console, process, rootfs
-from dockyard.runtime.hooks import run_hooks
+from dockyard.runtime import process, rootfs
 from dockyard.runtime.spec import NAMESPACE_FLAGS, Spec
 from dockyard.runtime.sync import Channel, report_and_exit
 
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
-@dataclass
+
 class InitContext:
     """Everything the init needs, prepared by the runtime before forking."""
 
-    spec: Spec
-    container_id: str
-    bundle: str
-    rootfs: str
-    fifo_fd: int
-    cgroup_mounts: list[tuple[str, str]]
-    seccomp: Any = None
-    console_sock: socket.socket | None = None
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
-    ns_paths: dict[str, str] = field(default_factory=dict)
+    def __init__(self, spec: Spec, container_id: str, bundle: str, rootfs: str, fifo_fd: int,
+                 cgroup_mounts: list[tuple[str, str]], seccomp: Any = None, console_sock: Any = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0) -> None:
+        self.spec = spec
+        self.container_id = container_id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.fifo_fd = fifo_fd
+        self.cgroup_mounts = cgroup_mounts
+        self.seccomp = seccomp
+        self.console_sock = console_sock
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
 
 
 def _ns_order(kind: str) -> int:
@@ -42,7 +43,7 @@ def _ns_order(kind: str) -> int:
     return {"user": 0, "mount": 9}.get(kind, 5)
 
 
-def enter_namespaces(spec: Spec, chan: Channel, ns_paths: dict[str, str] | None = None) -> None:
+def enter_namespaces(spec: Spec, chan: Channel) -> None:
     """Join namespaces given by path and unshare the new ones (stage-1 of create)."""
     linux = spec.get("linux") or {}
     entries = sorted(linux.get("namespaces") or [], key=lambda n: _ns_order(n["type"]))
@@ -50,7 +51,7 @@ def enter_namespaces(spec: Spec, chan: Channel, ns_paths: dict[str, str] | None 
     user_new = False
     for ns in entries:
         kind = ns["type"]
-        path = ns.get("path") or (ns_paths or {}).get(kind)
+        path = ns.get("path")
         if path:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -75,7 +76,7 @@ def enter_namespaces(spec: Spec, chan: Channel, ns_paths: dict[str, str] | None 
 def stage1(ctx: InitContext, chan: Channel) -> NoReturn:
     try:
         chan.expect("go", "stage-1")
-        enter_namespaces(ctx.spec, chan, ctx.ns_paths)
+        enter_namespaces(ctx.spec, chan)
         pid = os.fork()
         if pid == 0:
             container_init(ctx, chan)
@@ -100,6 +101,10 @@ def _init(ctx: InitContext, chan: Channel) -> NoReturn:
     in_userns = any(n["type"] == "user" for n in linux.get("namespaces") or [])
     # non-dumpable: other container processes cannot open /proc/<us>/exe (the host interpreter)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    keep = {chan.read_fd, chan.write_fd, ctx.fifo_fd}
+    if ctx.console_sock is not None:
+        keep.add(ctx.console_sock.fileno())
+    process.close_inherited_fds(ctx.preserve_fds, keep)
     process.reset_signals()
     os.setsid()
     if not ctx.no_new_keyring:
@@ -126,10 +131,14 @@ def _init(ctx: InitContext, chan: Channel) -> NoReturn:
     chan.send("hooks")  # prestart and createRuntime hooks run now, in the runtime's namespaces
     host_pid = chan.expect("ok", "runtime hooks")["pid"]
     hooks = spec.get("hooks") or {}
+    if hooks.get("createContainer") or hooks.get("startContainer"):
+        # imported now: after pivot_root the host's Python library is out of reach
+        from dockyard.runtime.hooks import run_hooks
     state_for_hooks = {"ociVersion": spec.get("ociVersion"), "id": ctx.container_id, "status": "created",
                        "pid": host_pid, "bundle": ctx.bundle,
                        "annotations": spec.get("annotations") or {}}
-    run_hooks(hooks.get("createContainer"), state_for_hooks, "createContainer")
+    if hooks.get("createContainer"):
+        run_hooks(hooks["createContainer"], state_for_hooks, "createContainer")
 
     if new_mount:
         rootfs.pivot(ctx.rootfs, ctx.no_pivot)
@@ -162,11 +171,14 @@ def _init(ctx: InitContext, chan: Channel) -> NoReturn:
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
-    run_hooks(hooks.get("startContainer"), dict(state_for_hooks, status="running"), "startContainer")
+    if hooks.get("startContainer"):
+        run_hooks(hooks["startContainer"], dict(state_for_hooks, status="running"), "startContainer")
     process.finalize_and_exec(prep, ctx.seccomp, ctx.preserve_fds)
 
 
 def _setup_console(ctx: InitContext, proc: dict[str, Any]) -> None:
+    from dockyard.runtime import console  # already loaded by the runtime before it forked
+
     if ctx.console_sock is None:
         raise InvalidSpec("process.terminal is set but no --console-socket was given")
     master, slave, name = console.open_pty(proc.get("consoleSize"))

@@ -6,17 +6,20 @@ no_new_privs, seccomp, the working directory, no leaked descriptors, then execve
 
 from __future__ import annotations
 
+import _signal  # the C module: `signal` builds enums at import time, which costs milliseconds
 import os
 import resource
-import signal
 import stat
-from typing import Any, NoReturn
 
 from dockyard.errors import InvalidSpec, SystemFailure
 from dockyard.linux import libc
 from dockyard.runtime.spec import RLIMITS
 from dockyard.security import capabilities
 from dockyard.security import seccomp as seccomp_mod
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 # Everything below runs after pivot_root or setns into the container's mount namespace, where the
 # host's Python library is out of sight: nothing may be imported lazily from here on.
@@ -83,9 +86,24 @@ def set_oom_score_adj(value: int | None) -> None:
 
 def reset_signals() -> None:
     """Python installs handlers for SIGINT and ignores SIGPIPE/SIGXFSZ; the program must not inherit that."""
-    for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (_signal.SIGINT, _signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGTERM, _signal.SIGCHLD, _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+
+
+def close_inherited_fds(preserve_fds: int, keep: set[int]) -> None:
+    """Close every descriptor the runtime inherited beyond stdio and the preserved ones.
+
+    Anything else could be a host directory, and `cwd: /proc/self/fd/N` would then put the
+    process outside its root before execve (the CVE-2024-21626 class)."""
+    limit = 3 + preserve_fds
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= limit and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the descriptor listdir itself used
 
 
 class Prepared:
@@ -113,6 +131,7 @@ class Prepared:
             self.env["HOME"] = home_of(self.uid)
         try:
             os.chdir(self.cwd)
+            os.getcwd()  # fails (ENOENT) when the directory is not reachable from our root
         except OSError as e:
             raise SystemFailure(f"chdir to cwd ({self.cwd!r}) set in config.json failed: {e.strerror}", e.errno or 0) from None
         self.path = find_executable(self.args[0], self.env, self.cwd)

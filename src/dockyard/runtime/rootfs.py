@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-from typing import Any
 
 from dockyard.errors import InvalidSpec, SystemFailure
 from dockyard.linux import libc
 from dockyard.runtime import mountopts
 from dockyard.runtime.paths import secure_join
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 # statvfs flags that are also mount flags and are locked on mounts inherited into a user namespace
 _KEEP_FLAGS = (libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC | libc.MS_NOATIME
@@ -124,6 +126,8 @@ def _stash(target: str) -> str | None:
 
 
 def _copy_up(stash: str, target: str) -> None:
+    import shutil  # only for tmpcopyup mounts, before pivot_root
+
     try:
         shutil.copytree(stash, target, symlinks=True, dirs_exist_ok=True)
     finally:

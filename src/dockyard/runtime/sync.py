@@ -1,7 +1,7 @@
 """Typed messages between the runtime and the processes it forks.
 
-A SOCK_SEQPACKET socketpair keeps message boundaries; each message is one JSON object with a
-"type". The child's end is close-on-exec, so a successful execve shows up as end-of-file.
+Two pipes carry newline-terminated JSON objects, each with a "type". The child's end is
+close-on-exec, so a successful execve shows up as end-of-file.
 
     runtime (parent)                    stage-1 (joins/creates namespaces)        init
       fork ------------------------------>  wait "go"
@@ -17,12 +17,14 @@ A SOCK_SEQPACKET socketpair keeps message boundaries; each message is one JSON o
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-from typing import Any
 
 from dockyard.errors import DockyardError, SystemFailure
+from dockyard.utils import fastjson as json
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ChildError(DockyardError):
@@ -30,23 +32,42 @@ class ChildError(DockyardError):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    """One end of a pair of pipes carrying newline-terminated JSON messages.
+
+    Pipes rather than a socketpair: the socket module costs milliseconds to import, and writes
+    below PIPE_BUF are atomic even with two writers (stage-1 and the init share their end).
+    """
+
+    _MAX = 4000  # stay below PIPE_BUF (4096)
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._buffer = b""
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        return cls(a), cls(b)
+        """(parent end, child end); each side closes the other's after fork."""
+        down_r, down_w = os.pipe2(os.O_CLOEXEC)
+        up_r, up_w = os.pipe2(os.O_CLOEXEC)
+        return cls(up_r, down_w), cls(down_r, up_w)
 
     def send(self, kind: str, **payload: Any) -> None:
         payload["type"] = kind
-        self.sock.send(json.dumps(payload).encode())
+        data = json.dumps(payload).encode()
+        if len(data) > self._MAX:
+            payload["message"] = str(payload.get("message", ""))[: self._MAX // 2]
+            data = json.dumps(payload).encode()[: self._MAX]
+        os.write(self.write_fd, data + b"\n")
 
     def recv(self) -> dict[str, Any]:
-        data = self.sock.recv(65536)
-        if not data:
-            return {"type": "eof"}
-        return json.loads(data)
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.read_fd, 65536)
+            if not chunk:
+                return {"type": "eof"}
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
 
     def expect_any(self, what: str) -> dict[str, Any]:
         """The next message; an "error" from the other side or end-of-file raises."""
@@ -63,11 +84,12 @@ class Channel:
             raise SystemFailure(f"{what}: expected {kind!r}, got {msg['type']!r}")
         return msg
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def close(self) -> None:
-        self.sock.close()
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def describe(exc: BaseException) -> str:

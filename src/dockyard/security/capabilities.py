@@ -21,11 +21,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from dockyard.errors import InvalidSpec, SystemFailure
 from dockyard.linux import libc
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 CAP_NAMES: dict[str, int] = {
     "CAP_CHOWN": 0,
@@ -159,13 +161,25 @@ def caps_of(mask: int) -> set[int]:
     return {bit for bit in range(64) if mask >> bit & 1}
 
 
-@dataclass
 class CapabilitySets:
-    bounding: set[int] = field(default_factory=set)
-    effective: set[int] = field(default_factory=set)
-    permitted: set[int] = field(default_factory=set)
-    inheritable: set[int] = field(default_factory=set)
-    ambient: set[int] = field(default_factory=set)
+    """The five capability sets of a process. (A plain class: dataclasses are slow to import.)"""
+
+    def __init__(self, bounding: set[int] | None = None, effective: set[int] | None = None,
+                 permitted: set[int] | None = None, inheritable: set[int] | None = None,
+                 ambient: set[int] | None = None) -> None:
+        self.bounding = set(bounding or ())
+        self.effective = set(effective or ())
+        self.permitted = set(permitted or ())
+        self.inheritable = set(inheritable or ())
+        self.ambient = set(ambient or ())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CapabilitySets):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in SET_NAMES)
+
+    def __repr__(self) -> str:
+        return "CapabilitySets(" + ", ".join(f"{n}={sorted(getattr(self, n))}" for n in SET_NAMES) + ")"
 
     @classmethod
     def from_spec(cls, caps: dict[str, Any] | None) -> CapabilitySets:

@@ -28,11 +28,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import tempfile
-from typing import Any
 
 from dockyard.errors import InvalidSpec, NotImplementedFeature, SystemFailure
 from dockyard.linux import libc
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 LIBSECCOMP = "libseccomp.so.2"
 
@@ -250,6 +252,8 @@ class SeccompFilter:
     def _export(self, function: str) -> bytes:
         if self._ctx is None:
             raise SystemFailure("the seccomp filter is not there to export (no filter, or released)")
+        import tempfile
+
         with tempfile.TemporaryFile() as f:
             ret = getattr(_seccomp(), function)(self._ctx, f.fileno())
             if ret != 0:

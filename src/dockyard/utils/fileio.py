@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
+
+from dockyard.utils import fastjson
+
+TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
@@ -34,4 +38,4 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True
 
 
 def write_json_atomic(path: str, value: Any, mode: int = 0o644, *, sync: bool = True) -> None:
-    write_atomic(path, json.dumps(value, separators=(",", ":")).encode(), mode, sync=sync)
+    write_atomic(path, fastjson.dumps(value).encode(), mode, sync=sync)
