@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -93,16 +95,23 @@ def test_docker_image_loads_into_dockyard_and_runs(dockerd, store, tmp_path) -> 
     docker_id = dockerd.docker("image", "inspect", "-f", "{{.Id}}", "docker-built:1").stdout.strip()
     assert [str(i.image.id) for i in loaded] == [docker_id] and loaded[0].names == ["docker-built:1"]
     assert store.details("docker-built:1").container_config["Cmd"] == ["cat", "/data/hard"]
-    # run it (the runtime is not there yet: chroot into the mounted snapshot)
+    # run it with dockyard-runtime, the image's own Cmd, on the container's overlay snapshot
     store.prepare_container("run", "docker-built:1")
     mnt = str(tmp_path / "mnt")
     os.mkdir(mnt)
+    from dockyard.runtime.defaults import default_spec
     from dockyard.snapshot import mounted
 
+    runtime = os.path.join(os.path.dirname(sys.executable), "dockyard-runtime")
     with mounted(store.snapshots.mounts("run"), mnt) as root:
-        out = subprocess.run(["chroot", root, "cat", "/data/hard"], capture_output=True, text=True)
-        assert out.stdout == "hello\n"
-        assert subprocess.run(["chroot", root, "busybox", "echo", "ran"], capture_output=True, text=True).stdout == "ran\n"
+        spec = default_spec(store.details("docker-built:1").container_config["Cmd"], terminal=False)
+        spec["root"] = {"path": root, "readonly": False}
+        bundle = tmp_path / "bundle"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(spec))
+        out = subprocess.run([runtime, "--root", str(tmp_path / "rt"), "run", "--bundle", str(bundle), "docker-built"],
+                             capture_output=True, text=True, timeout=60)
+        assert (out.returncode, out.stdout) == (0, "hello\n"), out.stderr
     # the same filesystem as Docker's: compare `docker export` with Dockyard's export
     ours = io.BytesIO()
     export_snapshot(store, "run", ours)

@@ -117,13 +117,34 @@ def test_runtime_processes_in_the_container_are_not_dumpable(runtime, bundle):
     bundle.save()
     runtime("create", "--bundle", bundle.path, "c1")
     pid = runtime.state("c1")["pid"]
-    with open(f"/proc/{pid}/status") as f:
-        assert "python" in f.read().splitlines()[0] or True
+    assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath("/proc/self/exe") or "python" in os.readlink(
+        f"/proc/{pid}/exe")  # the init is still the interpreter until start
     out = runtime("exec", "c1", "sh", "-c", "ls -l /proc/1/exe 2>&1; cat /proc/1/exe > /dev/null && echo readable",
                   check=False)
     assert "readable" not in out.stdout
     assert "Permission denied" in out.stdout + out.stderr
     runtime("delete", "--force", "c1")
+
+
+def test_the_runtime_interpreter_is_immutable():
+    """Even a container holding CAP_SYS_PTRACE, which can open /proc/<pid>/exe of a runtime process,
+    cannot write through it: the runtime runs on an immutable copy of the interpreter."""
+    import fcntl
+    import struct
+
+    from runtime_helpers import RUNTIME
+
+    with open(RUNTIME) as f:
+        interpreter = f.readline()[2:].split()[0]
+    FS_IOC_GETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x10
+    fd = os.open(interpreter, os.O_RDONLY)
+    try:
+        flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8))[0]
+    finally:
+        os.close(fd)
+    assert flags & FS_IMMUTABLE_FL, f"{interpreter} is not immutable"
+    with pytest.raises(PermissionError):
+        open(interpreter, "ab").close()
 
 
 def test_user_namespace_with_id_mappings(runtime, bundle):
@@ -207,3 +228,34 @@ def test_a_leaked_host_directory_cannot_become_the_cwd(runtime, bundle, tmp_path
     assert out.returncode != 0
     assert "bundle" not in out.stdout  # the host directory's listing never appears
     assert "cwd" in out.stderr
+
+
+def test_joining_another_containers_network_namespace_by_path(runtime, bundle, tmp_path):
+    bundle.spec["process"]["args"] = ["sleep", "100"]
+    bundle.spec["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "80"}
+    bundle.save()
+    runtime("run", "-d", "--bundle", bundle.path, "first")
+    first_pid = runtime.state("first")["pid"]
+    from runtime_helpers import make_bundle
+
+    second = make_bundle(str(tmp_path / "second"), ["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"])
+    for ns in second.spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{first_pid}/ns/net"
+    second.save()
+    out = runtime("run", "--bundle", second.path, "second")
+    assert out.stdout.strip() == "80"  # the sysctl set inside the first container's namespace
+    runtime("delete", "--force", "first")
+
+
+def test_bind_mounts_with_options_and_oom_score(runtime, bundle, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data").write_text("from the host\n")
+    bundle.spec["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
+                                  "options": ["rbind", "ro", "rprivate"]})
+    bundle.spec["process"]["oomScoreAdj"] = 500
+    out = run_in(runtime, bundle, "cat /data/data; touch /data/x && echo wrote; cat /proc/self/oom_score_adj")
+    assert out.stdout.split("\n")[0] == "from the host"
+    assert "wrote" not in out.stdout and "500" in out.stdout
+    assert not (shared / "x").exists()
