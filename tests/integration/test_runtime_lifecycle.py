@@ -174,3 +174,58 @@ def test_failing_prestart_hook_fails_create(runtime, bundle):
     err = runtime("create", "--bundle", bundle.path, "c1", check=False)
     assert err.returncode == 1 and "prestart hook" in err.stderr and "nope" in err.stderr
     assert runtime("list", "-q").stdout == ""
+
+
+def test_a_failing_poststart_hook_warns_and_the_rest_still_run(runtime, bundle, tmp_path):
+    marker = tmp_path / "second-ran"
+    bundle.spec["hooks"] = {"poststart": [{"path": "/bin/false"},
+                                          {"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
+    bundle.save()
+    runtime("create", "--bundle", bundle.path, "c1")
+    out = runtime("start", "c1")
+    assert "poststart hook failed" in out.stderr and marker.exists()
+    runtime("delete", "--force", "c1")
+
+
+def test_unknown_or_unavailable_capabilities_fail_create(runtime, bundle):
+    bundle.spec["process"]["capabilities"]["bounding"].append("CAP_TEST")
+    bundle.save()
+    out = runtime("create", "--bundle", bundle.path, "c1", check=False)
+    assert out.returncode == 1 and "CAP_TEST" in out.stderr
+    assert runtime("list", "-q").stdout == ""
+
+
+@pytest.mark.parametrize("propagation", ["shared", "rshared", "private", "rslave"])
+def test_rootfs_propagation(runtime, bundle, propagation):
+    bundle.spec["linux"]["rootfsPropagation"] = propagation
+    bundle.spec["process"]["args"] = ["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]
+    bundle.save()
+    out = runtime("run", "--bundle", bundle.path, "c1")
+    assert ("shared:" in out.stdout) == ("shared" in propagation), out.stdout
+
+
+def test_hostname_in_a_uts_namespace_joined_by_path(runtime, bundle, tmp_path):
+    from runtime_helpers import make_bundle
+
+    bundle.spec["process"]["args"] = ["sleep", "100"]
+    bundle.spec["hostname"] = "first"
+    bundle.save()
+    runtime("run", "-d", "--bundle", bundle.path, "first")
+    pid = runtime.state("first")["pid"]
+    second = make_bundle(str(tmp_path / "second"), ["hostname"])
+    for ns in second.spec["linux"]["namespaces"]:
+        if ns["type"] == "uts":
+            ns["path"] = f"/proc/{pid}/ns/uts"
+    second.spec["hostname"] = "shared-name"
+    second.save()
+    assert runtime("run", "--bundle", second.path, "second").stdout.strip() == "shared-name"
+    runtime("delete", "--force", "first")
+
+
+def test_without_a_mount_namespace(runtime, bundle):
+    linux = bundle.spec["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "mount"]
+    bundle.spec["process"]["args"] = ["sh", "-c", "echo chrooted; ls /bin/busybox"]
+    bundle.save()
+    out = runtime("run", "--bundle", bundle.path, "c1")
+    assert out.stdout.split() == ["chrooted", "/bin/busybox"]

@@ -124,6 +124,9 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
     spec = load_bundle(opts.bundle)
     if not (spec.get("process") or {}).get("args"):
         raise InvalidSpec("process.args must name the program to run")
+    from dockyard.security.capabilities import CapabilitySets
+
+    CapabilitySets.from_spec(spec["process"].get("capabilities"))  # unknown names fail here
     if systemd_cgroup:
         _cgroup_manager(spec, container_id, True)  # raises NotImplementedFeature with a clear message
     store.reserve(container_id)
@@ -285,12 +288,7 @@ def start(store: st.StateStore, container_id: str) -> None:
         os.close(lock)
     hooks = (state.config.get("hooks") or {}).get("poststart")
     if hooks:
-        from dockyard.runtime.hooks import run_hooks
-
-        try:
-            run_hooks(hooks, oci_state(store, state), "poststart")
-        except DockyardError as e:
-            _warn(f"poststart hook failed: {e}")
+        _run_hooks_warning(hooks, oci_state(store, state), "poststart")
 
 
 def _await_fifo(fd: int, state: st.ContainerState) -> None:
@@ -339,12 +337,7 @@ def delete(store: st.StateStore, container_id: str, force: bool = False) -> None
             cg.destroy()
         hooks = (state.config.get("hooks") or {}).get("poststop")
         if hooks:
-            from dockyard.runtime.hooks import run_hooks
-
-            try:
-                run_hooks(hooks, dict(oci_state(store, state), status=st.STOPPED), "poststop")
-            except DockyardError as e:
-                _warn(f"poststop hook failed: {e}")
+            _run_hooks_warning(hooks, dict(oci_state(store, state), status=st.STOPPED), "poststop")
         store.remove(container_id)
     finally:
         os.close(lock)
@@ -383,6 +376,17 @@ def namespace_paths(state: st.ContainerState) -> dict[str, str]:
     for ns in (state.config.get("linux") or {}).get("namespaces") or []:
         out[ns["type"]] = f"/proc/{state.pid}/ns/{NAMESPACE_PROC_NAMES[ns['type']]}"
     return out
+
+
+def _run_hooks_warning(hooks: list[dict[str, Any]], state: dict[str, Any], kind: str) -> None:
+    """poststart and poststop: a failing hook is a warning, and the remaining hooks still run."""
+    from dockyard.runtime.hooks import run_hook
+
+    for hook in hooks:
+        try:
+            run_hook(hook, state, kind)
+        except DockyardError as e:
+            _warn(f"{kind} hook failed: {e}")
 
 
 def _warn(message: str) -> None:

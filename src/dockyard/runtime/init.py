@@ -140,10 +140,16 @@ def _init(ctx: InitContext, chan: Channel) -> NoReturn:
     if hooks.get("createContainer"):
         run_hooks(hooks["createContainer"], state_for_hooks, "createContainer")
 
+    host_proc = -1
     if new_mount:
         rootfs.pivot(ctx.rootfs, ctx.no_pivot)
+        rootfs.finish_root_propagation(linux.get("rootfsPropagation"))
     else:
-        os.chroot(ctx.rootfs) if ctx.rootfs != "/" else None
+        # without a mount namespace of our own the rootfs may have no /proc: keep the host's
+        # at hand (close-on-exec, closed as soon as the fifo is open) to reopen the fifo
+        host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if ctx.rootfs != "/":
+            os.chroot(ctx.rootfs)
         os.chdir("/")
 
     if proc.get("terminal"):
@@ -167,7 +173,11 @@ def _init(ctx: InitContext, chan: Channel) -> NoReturn:
     chan.send("ready")
     chan.close()
     # block until `start` opens the fifo for reading
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    if host_proc >= 0:
+        fd = os.open(f"self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=host_proc)
+        os.close(host_proc)
+    else:
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)

@@ -123,6 +123,8 @@ class Prepared:
         self.umask = user.get("umask")
         self.in_userns = in_userns
         self.no_new_privs = bool(process.get("noNewPrivileges"))
+        self.caps = capabilities.CapabilitySets.from_spec(process.get("capabilities"))
+        capabilities.require_available(self.caps)
         self.path = ""
 
     def resolve(self) -> None:
@@ -141,7 +143,7 @@ def finalize_and_exec(prep: Prepared, seccomp: Any, preserve_fds: int = 0) -> No
     """Drop to the process's identity and privileges and execve. Errors raise before the exec."""
     proc = prep.process
     set_rlimits(proc.get("rlimits") or [])
-    caps = capabilities.CapabilitySets.from_spec(proc.get("capabilities"))
+    caps = prep.caps
     # no leaked host descriptors (CVE-2024-21626): everything past stdio and preserved fds closes on exec
     libc.close_range_cloexec(3 + preserve_fds)
     if seccomp is not None and not prep.no_new_privs:

@@ -30,8 +30,27 @@ def existing_flags(path: str) -> int:
 
 
 def prepare_root(rootfs: str, propagation: str | None) -> None:
-    libc.mount(None, "/", None, mountopts.rootfs_propagation(propagation))
+    """Nothing may propagate back to the host, and pivot_root refuses shared mounts: the host's
+    tree becomes slave (or private, if asked); a shared rootfs is set up after the pivot."""
+    flags = mountopts.rootfs_propagation(propagation)
+    if flags & libc.MS_SHARED:
+        flags = libc.MS_SLAVE | libc.MS_REC
+    libc.mount(None, "/", None, flags)
     libc.mount(rootfs, rootfs, "bind", libc.MS_BIND | libc.MS_REC)
+    # the rootfs's parent must not be shared either
+    parent = os.path.dirname(rootfs.rstrip("/")) or "/"
+    try:
+        libc.mount(None, parent, None, libc.MS_PRIVATE)
+    except SystemFailure as e:
+        if e.errno != errno.EINVAL:  # the parent is not a mount point: nothing to do
+            raise
+
+
+def finish_root_propagation(propagation: str | None) -> None:
+    """After pivot_root: the propagation the spec asked for, on the container's own root."""
+    flags = mountopts.rootfs_propagation(propagation)
+    if propagation and flags & libc.MS_SHARED:
+        libc.mount(None, "/", None, flags)
 
 
 def _make_mountpoint(target: str, source_is_file: bool) -> None:

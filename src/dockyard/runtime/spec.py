@@ -85,10 +85,10 @@ def validate(spec: Spec, bundle: str) -> None:
         _check_paths(linux)
         _check_devices(linux.get("devices") or [])
         _check_sysctl(linux)
-    if spec.get("hostname") and not has_new_namespace(spec, "uts"):
-        raise InvalidSpec("hostname requires a new UTS namespace")
-    if spec.get("domainname") and not has_new_namespace(spec, "uts"):
-        raise InvalidSpec("domainname requires a new UTS namespace")
+    if spec.get("hostname") and not has_namespace(spec, "uts"):
+        raise InvalidSpec("hostname requires a UTS namespace")
+    if spec.get("domainname") and not has_namespace(spec, "uts"):
+        raise InvalidSpec("domainname requires a UTS namespace")
     _check_hooks(spec.get("hooks") or {})
 
 

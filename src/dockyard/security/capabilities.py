@@ -213,6 +213,16 @@ def _in_bounding(cap: int) -> bool:
     return libc.prctl(libc.PR_CAPBSET_READ, cap) == 1
 
 
+def require_available(sets: CapabilitySets) -> None:
+    """Fail early, naming them, if the sets ask for capabilities this process cannot grant
+    (outside its own bounding set): the kernel would refuse capset with a bare EPERM later."""
+    wanted = sets.bounding | sets.effective | sets.permitted | sets.inheritable | sets.ambient
+    missing = {cap for cap in wanted if not _in_bounding(cap)}
+    if missing:
+        raise SystemFailure(f"process.capabilities: {names_of(missing)} not available to the runtime "
+                            "(outside its bounding set)", 1)
+
+
 def drop_bounding(keep: set[int]) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP).
 
