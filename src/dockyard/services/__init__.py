@@ -1,0 +1,1 @@
+"""The engine's services: containers, exec, images, events, system. They speak engine types."""
