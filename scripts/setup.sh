@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
 need=""
 for p in python3 python3-venv python3-dev gcc libseccomp2 busybox-static iproute2 procps \
-         util-linux tar gzip zstd nftables iptables psmisc \
+         util-linux tar gzip zstd nftables iptables psmisc tini \
          docker.io containerd runc crun skopeo umoci docker-registry; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
