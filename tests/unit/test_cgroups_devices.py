@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import struct
 
 import pytest
@@ -162,3 +164,19 @@ def test_program_requires_every_requested_bit_in_one_rule() -> None:
 def test_instruction_encoding() -> None:
     assert ebpf.insn(0x61, dst=2, src=1, off=4) == bytes([0x61, 0x12, 4, 0, 0, 0, 0, 0])
     assert ebpf.insn(0x55, dst=4, off=-1, imm=-1) == bytes([0x55, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+
+
+def test_rules_and_emulators_compare_and_print_like_the_dataclasses_they_were() -> None:
+    rule = DeviceRule("c", 1, 3, READ | WRITE, True)
+    assert rules(NULL_RW) == (rule,) and len({rule, DeviceRule("c", 1, 3, READ | WRITE, True)}) == 1
+    assert rule != DeviceRule("c", 1, 3, READ | WRITE, False)
+    assert repr(rule) == "DeviceRule(type='c', major=1, minor=3, access=3, allow=True)"
+    with pytest.raises(AttributeError):  # FrozenInstanceError was an AttributeError too
+        rule.allow = False  # type: ignore[misc]
+    assert copy.copy(rule) == rule and pickle.loads(pickle.dumps(rule)) == rule
+    emu = Emulator.from_rules(rules(NULL_RW))
+    assert emu == Emulator(False, {("c", 1, 3): READ | WRITE}) and emu != Emulator()
+    assert repr(Emulator()) == "Emulator(default_allow=False, rules={})"
+    assert Emulator().rules is not Emulator().rules
+    with pytest.raises(TypeError):
+        hash(emu)

@@ -73,6 +73,55 @@ def test_create_and_reload_on_v1_stay_on_the_hot_path(tmp_path: Path) -> None:
     assert loaded.isdisjoint(NEVER_ON_THE_HOT_PATH | {"dockyard.cgroups.v2"}), loaded & NEVER_ON_THE_HOT_PATH
 
 
+# what `set` must not load either: it runs on every create, always with device rules
+NEVER_FOR_SET = {
+    "typing", "dataclasses", "re", "enum", "inspect", "functools", "collections", "ast", "tokenize", "linecache",
+    "copy", "signal", "shutil", "ctypes", "dockyard.cgroups.ebpf", "dockyard.cgroups.stats", "dockyard.cgroups.v2",
+}
+UNLIMITED = "9223372036854771712"
+SET_FILES = {  # the control files the resources below write, in every level of the fake v1 tree
+    "cpu,cpuacct": {"cpu.shares": "1024", "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1"},
+    "memory": {"memory.limit_in_bytes": UNLIMITED, "memory.memsw.limit_in_bytes": UNLIMITED,
+               "memory.soft_limit_in_bytes": UNLIMITED},
+    "pids": {"pids.max": "max"},
+    "hugetlb": {"hugetlb.2MB.limit_in_bytes": "0"},
+    # already what the rules ask for: a fake devices.list cannot follow the writes, and set() checks it
+    "devices": {"devices.list": "c 1:3 rwm\nc 136:* rw\n", "devices.allow": "", "devices.deny": ""},
+}
+RESOURCES = {
+    "memory": {"limit": 1 << 30, "swap": 2 << 30, "reservation": 1 << 29},
+    "pids": {"limit": 64},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+    "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}],
+    "devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 136, "access": "rw"}],
+}
+
+
+def test_set_on_v1_loads_no_heavy_modules(tmp_path: Path) -> None:
+    """create + set (memory, pids, cpu, cpuset, hugepages, devices): no dataclasses, re, typing, enum."""
+    root = fake_v1_root(tmp_path)
+    for name, files in SET_FILES.items():
+        for level in ("", "dockyard", "dockyard/x"):
+            (root / name / level).mkdir(parents=True, exist_ok=True)
+            for file, content in files.items():
+                (root / name / level / file).write_text(content)
+    loaded = loaded_after(
+        "from dockyard.cgroups import new_manager\n"
+        'm = new_manager(None, "x", root=root)\n'
+        "m.create()\n"
+        "m.set(resources)\n",
+        root=str(root),
+        resources=RESOURCES,
+    )
+    assert {"dockyard.cgroups.v1", "dockyard.cgroups.resources", "dockyard.cgroups.devices"} <= loaded
+    assert loaded.isdisjoint(NEVER_FOR_SET), loaded & NEVER_FOR_SET
+    for hierarchy, name, value in (("memory", "memory.limit_in_bytes", str(1 << 30)), ("pids", "pids.max", "64"),
+                                   ("cpu,cpuacct", "cpu.cfs_quota_us", "50000"),
+                                   ("hugetlb", "hugetlb.2MB.limit_in_bytes", str(1 << 21))):
+        assert (root / hierarchy / "dockyard" / "x" / name).read_text() == value
+
+
 def test_v2_root_does_not_load_the_v1_manager(tmp_path: Path) -> None:
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
     (tmp_path / "dockyard" / "x").mkdir(parents=True)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import re
 from typing import Any
 
 import pytest
 
 from dockyard.cgroups import parse_resources
 from dockyard.cgroups.resources import (
+    BlockIO,
+    Cpu,
+    HugepageLimit,
+    Memory,
+    Resources,
+    ThrottleDevice,
     blkio_weight_to_io_weight,
     cpu_shares_to_weight,
     pids_value,
@@ -143,3 +152,56 @@ def test_swap_without_memory_limit_cannot_be_expressed_on_v2() -> None:
 @pytest.mark.parametrize("limit, value", [(-1, "max"), (0, "1"), (1, "1"), (64, "64")])
 def test_pids_value_follows_runc(limit: int, value: str) -> None:
     assert pids_value(limit) == value
+
+
+# The grammar the parser kept when it stopped using re (the runtime must not import it): these
+# were the patterns, matched with re.match, so "$" also accepted one final newline.
+OLD_CPU_LIST = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
+OLD_PAGE_SIZE = r"^\d+(KB|MB|GB|TB|PB)$"
+TRICKY = ["0", "0-3", "0-3,5", "0,1,2", "10-11,4-4", "0-3\n", "0-3\n\n", "\n", "1\n2", "0-", "-1", "1--2", "1-2-3",
+          ",", "0,", ",0", "0,,1", "0-3\t", "a", "٣", "٠-٣", "²", "1²", "+1", "1_0", "0x1"]
+
+
+@pytest.mark.parametrize("text", TRICKY + [" 0 - 3 , 5 ", "0 3"])
+def test_cpu_lists_accept_what_the_old_pattern_accepted(text: str) -> None:
+    accepted = bool(re.match(OLD_CPU_LIST, text.replace(" ", "")))
+    if accepted:
+        assert parse_resources({"cpu": {"cpus": text}}).cpu.cpus == text.replace(" ", "")  # type: ignore[union-attr]
+    else:
+        with pytest.raises(InvalidSpec, match="cpu.cpus"):
+            parse_resources({"cpu": {"cpus": text}})
+
+
+@pytest.mark.parametrize("text", TRICKY + ["2MB", "1GB", "64KB", "2MB\n", "2MB\n\n", "MB", "2mb", "2M", "2MBB", "٢MB",
+                                           "²MB", " 2MB", "2 MB", "2EB", "B", ""])
+def test_page_sizes_accept_what_the_old_pattern_accepted(text: str) -> None:
+    spec = {"hugepageLimits": [{"pageSize": text, "limit": 1}]}
+    if re.match(OLD_PAGE_SIZE, text):
+        assert parse_resources(spec).hugepage_limits[0].page_size == text
+    else:
+        with pytest.raises(InvalidSpec, match=r"hugepageLimits\[0\]\.pageSize"):
+            parse_resources(spec)
+
+
+def test_values_compare_hash_and_print_like_the_frozen_dataclasses_they_were() -> None:
+    spec = {"memory": {"limit": 1 << 20}, "cpu": {"shares": 512}, "blockIO": {"weight": 100},
+            "network": {"classID": 1}, "hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}
+    res, again = parse_resources(spec), parse_resources(spec)
+    assert res == again and res != parse_resources({}) and res != object()
+    assert res.memory == Memory(limit=1 << 20) and hash(res.memory) == hash(Memory(limit=1 << 20))
+    assert len({res.cpu, again.cpu, res.block_io, again.block_io, res.network, again.network}) == 3
+    assert repr(Cpu(shares=512)) == (
+        "Cpu(shares=512, quota=None, period=None, burst=None, realtime_runtime=None, realtime_period=None, "
+        "cpus=None, mems=None, idle=None)"
+    )
+    assert repr(HugepageLimit("2MB", 1)) == "HugepageLimit(page_size='2MB', limit=1)"
+    assert Resources().unified == {} and Resources().unified is not Resources().unified
+    with pytest.raises(TypeError):
+        hash(res)  # unified is a dict, as with the dataclass
+    with pytest.raises(AttributeError):  # FrozenInstanceError was an AttributeError too
+        res.memory.limit = 5  # type: ignore[misc, union-attr]
+    with pytest.raises(AttributeError):
+        res.surprise = 1  # type: ignore[attr-defined]
+    assert copy.deepcopy(res) == res and pickle.loads(pickle.dumps(res)) == res
+    assert BlockIO(read_bps=(ThrottleDevice(8, 0, 1),)).throttles()[0] == (
+        "blkio.throttle.read_bps_device", "rbps", (ThrottleDevice(8, 0, 1),))

@@ -3,13 +3,16 @@
 Modules: ``base`` (the CgroupManager interface), ``v1``/``v2`` (the managers), ``resources``
 (validating OCI linux.resources, v2 formulas), ``devices`` (device rules and the v1
 devices-cgroup emulator), ``ebpf`` (the v2 device filter), ``paths`` (cgroupsPath semantics,
-hierarchy discovery), ``stats`` (runc's events shape), ``fs`` (control-file I/O).
+hierarchy discovery), ``stats`` (runc's events shape), ``fs`` (control-file I/O), ``record``
+(the immutable value base of ``resources`` and ``devices``).
 
 Every ``dockyard-runtime`` call goes through here, so importing this package costs little:
 ``new_manager`` and ``manager_from_dict`` load only the manager the host (or the saved state)
-needs, and the other public names load on first use (module ``__getattr__``). Neither
-``typing``, ``dataclasses``, ``re``, ``enum`` nor ``ctypes`` loads until ``set``, ``stats``
-or the eBPF device filter needs them; tests/unit/test_cgroups_imports.py keeps it so.
+needs, and the other public names load on first use (module ``__getattr__``). ``resources``,
+``devices`` and ``stats`` load only for ``set`` and ``stats``, and even then neither
+``typing``, ``dataclasses``, ``re`` nor ``enum`` loads (their values are ``record.Record``
+classes); ``ctypes`` loads only for the v2 eBPF device filter.
+tests/unit/test_cgroups_imports.py keeps it so.
 """
 
 from __future__ import annotations

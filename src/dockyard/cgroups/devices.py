@@ -15,10 +15,13 @@ refused, because v1 would silently ignore it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
+from dockyard.cgroups.record import Record
 from dockyard.errors import InvalidSpec, SystemFailure
+
+# On the runtime's hot path (every create sets device rules): no typing or dataclasses.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 WILDCARD = -1
 READ, WRITE, MKNOD = 1, 2, 4
@@ -41,15 +44,18 @@ def access_string(bits: int) -> str:
     return "".join(ch for ch, bit in _ACCESS_BITS.items() if bits & bit)
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(Record):
     """One rule: type 'a' (all), 'b' or 'c'; major/minor WILDCARD (-1) for any."""
 
+    __slots__ = ("type", "major", "minor", "access", "allow")
     type: str
     major: int
     minor: int
     access: int
     allow: bool
+
+    def __init__(self, type: str, major: int, minor: int, access: int, allow: bool) -> None:  # noqa: A002
+        self._init(type, major, minor, access, allow)
 
     def cgroup_string(self) -> str:
         """The line v1 ``devices.allow``/``devices.deny`` take: ``c 1:3 rwm``, ``a *:* rwm``."""
@@ -93,12 +99,25 @@ def _ordered(rules: dict[Key, int]) -> list[tuple[Key, int]]:
     return sorted(rules.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
 
 
-@dataclass
 class Emulator:
-    """The state of a v1 devices cgroup: a default and the exceptions to it."""
+    """The state of a v1 devices cgroup: a default and the exceptions to it (mutable, unhashable)."""
 
-    default_allow: bool = False
-    rules: dict[Key, int] = field(default_factory=dict)
+    __slots__ = ("default_allow", "rules")
+    __hash__ = None  # type: ignore[assignment]
+    default_allow: bool
+    rules: dict[Key, int]
+
+    def __init__(self, default_allow: bool = False, rules: dict[Key, int] | None = None) -> None:
+        self.default_allow = default_allow
+        self.rules = {} if rules is None else rules
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Emulator) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.default_allow, self.rules) == (other.default_allow, other.rules)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}(default_allow={self.default_allow!r}, rules={self.rules!r})"
 
     @classmethod
     def from_rules(cls, rules: tuple[DeviceRule, ...] | list[DeviceRule]) -> Emulator:

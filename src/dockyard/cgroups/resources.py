@@ -18,71 +18,121 @@ pure functions, so that the v2 translation is testable without a v2 host.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
-from typing import Any
 
-from dockyard.cgroups.devices import DeviceRule, parse_rules
+from dockyard.cgroups.devices import parse_rules
+from dockyard.cgroups.record import Record
 from dockyard.errors import InvalidSpec, NotImplementedFeature
 
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_PAGE_SIZE = re.compile(r"^\d+(KB|MB|GB|TB|PB)$")
+# On the runtime's hot path (``set`` runs on every create): no typing, dataclasses or re,
+# which together cost more than the rest of the command; tests/unit/test_cgroups_imports.py
+# keeps it so. The value classes are Records (frozen-dataclass behaviour without dataclasses).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.cgroups.devices import DeviceRule
 
 SHARES_MIN, SHARES_MAX = 2, 262144
 CFS_MIN_US, CFS_PERIOD_MAX_US = 1000, 1000000
 BLKIO_WEIGHT_MIN, BLKIO_WEIGHT_MAX = 10, 1000
 INT64_MAX = 2**63 - 1
 UINT32_MAX = 2**32 - 1
+_PAGE_SIZE_UNITS = ("KB", "MB", "GB", "TB", "PB")
 
 
-@dataclass(frozen=True)
-class Memory:
-    limit: int | None = None
-    reservation: int | None = None
-    swap: int | None = None
-    swappiness: int | None = None
-    disable_oom_killer: bool | None = None
-    use_hierarchy: bool | None = None
-    check_before_update: bool = False
+class Memory(Record):
+    __slots__ = ("limit", "reservation", "swap", "swappiness", "disable_oom_killer", "use_hierarchy",
+                 "check_before_update")
+    limit: int | None
+    reservation: int | None
+    swap: int | None
+    swappiness: int | None
+    disable_oom_killer: bool | None
+    use_hierarchy: bool | None
+    check_before_update: bool
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        reservation: int | None = None,
+        swap: int | None = None,
+        swappiness: int | None = None,
+        disable_oom_killer: bool | None = None,
+        use_hierarchy: bool | None = None,
+        check_before_update: bool = False,
+    ) -> None:
+        self._init(limit, reservation, swap, swappiness, disable_oom_killer, use_hierarchy, check_before_update)
 
 
-@dataclass(frozen=True)
-class Cpu:
-    shares: int | None = None
-    quota: int | None = None
-    period: int | None = None
-    burst: int | None = None
-    realtime_runtime: int | None = None
-    realtime_period: int | None = None
-    cpus: str | None = None
-    mems: str | None = None
-    idle: int | None = None
+class Cpu(Record):
+    __slots__ = ("shares", "quota", "period", "burst", "realtime_runtime", "realtime_period", "cpus", "mems", "idle")
+    shares: int | None
+    quota: int | None
+    period: int | None
+    burst: int | None
+    realtime_runtime: int | None
+    realtime_period: int | None
+    cpus: str | None
+    mems: str | None
+    idle: int | None
+
+    def __init__(
+        self,
+        shares: int | None = None,
+        quota: int | None = None,
+        period: int | None = None,
+        burst: int | None = None,
+        realtime_runtime: int | None = None,
+        realtime_period: int | None = None,
+        cpus: str | None = None,
+        mems: str | None = None,
+        idle: int | None = None,
+    ) -> None:
+        self._init(shares, quota, period, burst, realtime_runtime, realtime_period, cpus, mems, idle)
 
 
-@dataclass(frozen=True)
-class WeightDevice:
+class WeightDevice(Record):
+    __slots__ = ("major", "minor", "weight", "leaf_weight")
     major: int
     minor: int
     weight: int | None
     leaf_weight: int | None
 
+    def __init__(self, major: int, minor: int, weight: int | None, leaf_weight: int | None) -> None:
+        self._init(major, minor, weight, leaf_weight)
 
-@dataclass(frozen=True)
-class ThrottleDevice:
+
+class ThrottleDevice(Record):
+    __slots__ = ("major", "minor", "rate")
     major: int
     minor: int
     rate: int
 
+    def __init__(self, major: int, minor: int, rate: int) -> None:
+        self._init(major, minor, rate)
 
-@dataclass(frozen=True)
-class BlockIO:
-    weight: int | None = None
-    leaf_weight: int | None = None
-    weight_devices: tuple[WeightDevice, ...] = ()
-    read_bps: tuple[ThrottleDevice, ...] = ()
-    write_bps: tuple[ThrottleDevice, ...] = ()
-    read_iops: tuple[ThrottleDevice, ...] = ()
-    write_iops: tuple[ThrottleDevice, ...] = ()
+
+class BlockIO(Record):
+    __slots__ = ("weight", "leaf_weight", "weight_devices", "read_bps", "write_bps", "read_iops", "write_iops")
+    weight: int | None
+    leaf_weight: int | None
+    weight_devices: tuple[WeightDevice, ...]
+    read_bps: tuple[ThrottleDevice, ...]
+    write_bps: tuple[ThrottleDevice, ...]
+    read_iops: tuple[ThrottleDevice, ...]
+    write_iops: tuple[ThrottleDevice, ...]
+
+    def __init__(
+        self,
+        weight: int | None = None,
+        leaf_weight: int | None = None,
+        weight_devices: tuple[WeightDevice, ...] = (),
+        read_bps: tuple[ThrottleDevice, ...] = (),
+        write_bps: tuple[ThrottleDevice, ...] = (),
+        read_iops: tuple[ThrottleDevice, ...] = (),
+        write_iops: tuple[ThrottleDevice, ...] = (),
+    ) -> None:
+        self._init(weight, leaf_weight, weight_devices, read_bps, write_bps, read_iops, write_iops)
 
     def throttles(self) -> list[tuple[str, str, tuple[ThrottleDevice, ...]]]:
         """(v1 file, v2 io.max key, rules) for each throttle kind."""
@@ -94,28 +144,50 @@ class BlockIO:
         ]
 
 
-@dataclass(frozen=True)
-class HugepageLimit:
+class HugepageLimit(Record):
+    __slots__ = ("page_size", "limit")
     page_size: str
     limit: int
 
-
-@dataclass(frozen=True)
-class Network:
-    class_id: int | None = None
-    priorities: tuple[tuple[str, int], ...] = ()
+    def __init__(self, page_size: str, limit: int) -> None:
+        self._init(page_size, limit)
 
 
-@dataclass(frozen=True)
-class Resources:
-    memory: Memory | None = None
-    cpu: Cpu | None = None
-    pids_limit: int | None = None
-    block_io: BlockIO | None = None
-    hugepage_limits: tuple[HugepageLimit, ...] = ()
-    network: Network | None = None
-    devices: tuple[DeviceRule, ...] | None = None
-    unified: dict[str, str] = field(default_factory=dict)
+class Network(Record):
+    __slots__ = ("class_id", "priorities")
+    class_id: int | None
+    priorities: tuple[tuple[str, int], ...]
+
+    def __init__(self, class_id: int | None = None, priorities: tuple[tuple[str, int], ...] = ()) -> None:
+        self._init(class_id, priorities)
+
+
+class Resources(Record):
+    """The parsed ``linux.resources``; unhashable, like the dataclass was (``unified`` is a dict)."""
+
+    __slots__ = ("memory", "cpu", "pids_limit", "block_io", "hugepage_limits", "network", "devices", "unified")
+    memory: Memory | None
+    cpu: Cpu | None
+    pids_limit: int | None
+    block_io: BlockIO | None
+    hugepage_limits: tuple[HugepageLimit, ...]
+    network: Network | None
+    devices: tuple[DeviceRule, ...] | None
+    unified: dict[str, str]
+
+    def __init__(
+        self,
+        memory: Memory | None = None,
+        cpu: Cpu | None = None,
+        pids_limit: int | None = None,
+        block_io: BlockIO | None = None,
+        hugepage_limits: tuple[HugepageLimit, ...] = (),
+        network: Network | None = None,
+        devices: tuple[DeviceRule, ...] | None = None,
+        unified: dict[str, str] | None = None,
+    ) -> None:
+        self._init(memory, cpu, pids_limit, block_io, hugepage_limits, network, devices,
+                   {} if unified is None else unified)
 
 
 def _where(section: str, key: str) -> str:
@@ -178,12 +250,35 @@ def _limit(d: dict[str, Any], key: str, where: str) -> int | None:
     return _unset_zero(value)
 
 
+def _without_final_newline(text: str) -> str:
+    """What a ``^...$`` pattern saw: ``$`` also matches before one final newline (kept as before)."""
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _is_cpu_list(text: str) -> bool:
+    """Comma-separated decimal numbers or ``lo-hi`` ranges, e.g. ``0-3,5``.
+
+    Decimal as ``re``'s ``\\d`` reads it (``str.isdecimal``: any Unicode decimal digit).
+    """
+    for part in _without_final_newline(text).split(","):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdecimal() or (dash and not hi.isdecimal()):
+            return False
+    return True
+
+
+def _is_page_size(text: str) -> bool:
+    """A decimal number and a unit, e.g. ``2MB``, ``1GB``."""
+    text = _without_final_newline(text)
+    return text[-2:] in _PAGE_SIZE_UNITS and text[:-2].isdecimal()
+
+
 def _cpu_list(d: dict[str, Any], key: str, where: str) -> str | None:
     value = _str(d, key, where)
     if not value:
         return None
     compact = value.replace(" ", "")
-    if not _CPU_LIST.match(compact):
+    if not _is_cpu_list(compact):
         raise InvalidSpec(f"{where}.{key} = {value!r} is not a list like '0-3,5'")
     for part in compact.split(","):
         lo, _, hi = part.partition("-")
@@ -287,7 +382,7 @@ def parse_hugepages(items: list[Any]) -> tuple[HugepageLimit, ...]:
     for i, item in enumerate(items):
         where = f"linux.resources.hugepageLimits[{i}]"
         page = _str(_obj(item, where), "pageSize", where)
-        if not page or not _PAGE_SIZE.match(page):
+        if not page or not _is_page_size(page):
             raise InvalidSpec(f"{where}.pageSize = {page!r} is not a size like '2MB' or '1GB'")
         limit = _int(item, "limit", where, lo=0, hi=2**64 - 1)
         if limit is None:
