@@ -1,0 +1,414 @@
+"""/containers/...: create, list, inspect, lifecycle, wait, logs, attach, resize, top, stats, rename."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+import time
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.daemon.api.docker import hijack
+from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
+from dockyard.daemon.api.docker.params import boolean, filters, integer, json_body, timestamp
+from dockyard.daemon.api.docker.version import at_least
+from dockyard.errors import InvalidArgument
+from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
+
+STDOUT, STDERR = 1, 2
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+def _command(c: Container) -> str:
+    return " ".join([c.path, *c.args])
+
+
+def _state_text(c: Container) -> str:
+    s = c.state
+    if s.status == "running":
+        return "Up"
+    if s.status == "paused":
+        return "Up (Paused)"
+    if s.status == "restarting":
+        return f"Restarting ({s.exit_code})"
+    if s.status == "exited":
+        return f"Exited ({s.exit_code})"
+    return s.status.capitalize()
+
+
+def summary(c: Container) -> dict[str, Any]:
+    return {
+        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": _command(c),
+        "Created": int(parse_rfc3339(c.created)), "Ports": [], "Labels": c.config.get("Labels") or {},
+        "State": c.state.status, "Status": _state_text(c), "HostConfig": {"NetworkMode": "none"},
+        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+    }
+
+
+def inspect_json(c: Container, service: Any) -> dict[str, Any]:
+    s = c.state
+    return {
+        "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
+        "State": {"Status": s.status, "Running": s.status in ("running", "paused"), "Paused": s.status == "paused",
+                  "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed, "Dead": s.status == "dead",
+                  "Pid": s.pid if s.status in ("running", "paused") else 0, "ExitCode": s.exit_code, "Error": s.error,
+                  "StartedAt": s.started_at, "FinishedAt": s.finished_at},
+        "Image": c.image_id, "ResolvConfPath": os.path.join(service.dir(c.id), "resolv.conf"),
+        "HostnamePath": os.path.join(service.dir(c.id), "hostname"),
+        "HostsPath": os.path.join(service.dir(c.id), "hosts"), "LogPath": service.log_path(c.id),
+        "Name": "/" + c.name, "RestartCount": s.restart_count, "Driver": c.driver, "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "HostConfig": {"NetworkMode": "none", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                       "LogConfig": {"Type": "json-file", "Config": {}}, "Runtime": c.runtime, **c.host_config},
+        "GraphDriver": {"Name": c.driver, "Data": None}, "Mounts": [],
+        "Config": {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                   "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": [],
+                   "Cmd": None, "Image": c.image, "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                   "OnBuild": None, "Labels": {}, **c.config},
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
+                            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Gateway": "", "IPAddress": "",
+                            "IPPrefixLen": 0, "MacAddress": "", "Networks": {}},
+    }
+
+
+# --- create, list, inspect ------------------------------------------------------------------
+
+NETWORK_MODES = ("", "default", "bridge", "none")
+# Set to anything but their empty value, these need networking or volumes (later issues).
+NOT_YET = ("PortBindings", "PublishAllPorts", "Links", "VolumesFrom", "VolumeDriver")
+
+
+def unsupported(host_config: dict[str, Any], networking: dict[str, Any]) -> list[str]:
+    """HostConfig fields this increment cannot honour; the create is refused naming them."""
+    found = [f"HostConfig.{k}" for k in NOT_YET if host_config.get(k)]
+    if str(host_config.get("NetworkMode") or "") not in NETWORK_MODES:
+        found.append(f"HostConfig.NetworkMode={host_config['NetworkMode']}")
+    endpoints = networking.get("EndpointsConfig") or {}
+    found += [f"NetworkingConfig.EndpointsConfig.{k}" for k in endpoints if k not in NETWORK_MODES]
+    return found
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    host_config = body.pop("HostConfig", None) or {}
+    networking = body.pop("NetworkingConfig", None) or {}
+    refused = unsupported(host_config, networking)
+    if refused:
+        raise InvalidArgument(f"not supported yet: {', '.join(refused)} (networks, ports and volumes come in later "
+                              "issues; every container gets a loopback-only network namespace)")
+    body.pop("Platform", None)
+    c = await backend(request).containers.create(request.query.get("name") or None, body, host_config)
+    return json_response({"Id": c.id, "Warnings": []}, 201)
+
+
+def _matches(c: Container, f: dict[str, list[str]]) -> bool:
+    if f.get("status") and c.state.status not in f["status"]:
+        return False
+    if f.get("name") and not any(n.lstrip("/") in c.name for n in f["name"]):
+        return False
+    if f.get("id") and not any(c.id.startswith(i) for i in f["id"]):
+        return False
+    if f.get("exited") and (c.state.status != "exited" or str(c.state.exit_code) not in f["exited"]):
+        return False
+    labels = c.config.get("Labels") or {}
+    for label in f.get("label", []):
+        key, sep, value = label.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    if f.get("ancestor") and not any(a in (c.image, c.image_id) or c.image_id.startswith("sha256:" + a)
+                                     for a in f["ancestor"]):
+        return False
+    return True
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    f = filters(request)
+    everything = boolean(request, "all") or bool(f.get("status") or f.get("exited"))
+    found = [c for c in backend(request).containers.list() if (everything or c.state.status in ("running", "paused", "restarting"))
+             and _matches(c, f)]
+    limit = integer(request, "limit", -1) or -1
+    if limit > 0:
+        found = found[:limit]
+    return json_response([summary(c) for c in found])
+
+
+async def inspect(request: web.Request) -> web.Response:
+    service = backend(request).containers
+    return json_response(inspect_json(service.get(request.match_info["id"]), service))
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+async def start(request: web.Request) -> web.Response:
+    service = backend(request).containers
+    c = service.get(request.match_info["id"])
+    if c.state.status in ("running",):
+        return web.Response(status=304)
+    await service.start(c.id)
+    return _no_content()
+
+
+async def stop(request: web.Request) -> web.Response:
+    stopped = await backend(request).containers.stop(request.match_info["id"], integer(request, "t"),
+                                                      request.query.get("signal"))
+    return _no_content() if stopped else web.Response(status=304)
+
+
+async def restart(request: web.Request) -> web.Response:
+    await backend(request).containers.restart(request.match_info["id"], integer(request, "t"), request.query.get("signal"))
+    return _no_content()
+
+
+async def kill(request: web.Request) -> web.Response:
+    await backend(request).containers.kill(request.match_info["id"], request.query.get("signal"))
+    return _no_content()
+
+
+async def pause(request: web.Request) -> web.Response:
+    await backend(request).containers.pause(request.match_info["id"])
+    return _no_content()
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await backend(request).containers.unpause(request.match_info["id"])
+    return _no_content()
+
+
+async def remove(request: web.Request) -> web.Response:
+    if boolean(request, "link"):
+        raise InvalidArgument("links are not implemented")
+    await backend(request).containers.remove(request.match_info["id"], force=boolean(request, "force"),
+                                             volumes=boolean(request, "v"))
+    return _no_content()
+
+
+async def rename(request: web.Request) -> web.Response:
+    await backend(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
+    return _no_content()
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """Headers at once (the CLI waits for them before `start`), the body at the exit."""
+    service = backend(request).containers
+    condition = request.query.get("condition", "not-running")
+    future = service.wait_future(request.match_info["id"], condition)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    code = await future
+    await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def resize(request: web.Request) -> web.Response:
+    await backend(request).containers.resize(request.match_info["id"], integer(request, "h", 0) or 0,
+                                             integer(request, "w", 0) or 0)
+    return web.Response(status=200)
+
+
+async def top(request: web.Request) -> web.Response:
+    titles, rows = await backend(request).containers.top(request.match_info["id"], request.query.get("ps_args", "-ef"))
+    return json_response({"Titles": titles, "Processes": rows})
+
+
+def _docker_stats(c: Container, raw: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = raw.get("data", raw) if isinstance(raw, dict) else {}
+    cpu = data.get("cpu") or {}
+    usage = cpu.get("usage") or {}
+    mem = data.get("memory") or {}
+    mem_usage = mem.get("usage") or {}
+    pids = data.get("pids") or {}
+    ncpu = os.cpu_count() or 1
+    system = 0
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:8]
+        system = sum(int(x) for x in fields) * 10_000_000
+    except OSError:
+        pass
+    cpu_stats = {"cpu_usage": {"total_usage": usage.get("total", 0), "percpu_usage": usage.get("percpu") or None,
+                               "usage_in_kernelmode": usage.get("kernel", 0), "usage_in_usermode": usage.get("user", 0)},
+                 "system_cpu_usage": system, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0,
+                                                                                     "throttled_time": 0}}
+    return {
+        "read": now_rfc3339(),
+        "preread": "0001-01-01T00:00:00Z", "id": c.id, "name": "/" + c.name,
+        "pids_stats": {"current": pids.get("current", 0), **({"limit": pids["limit"]} if pids.get("limit") else {})},
+        "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": cpu_stats, "precpu_stats": previous or {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+        "memory_stats": {"usage": mem_usage.get("usage", 0), "max_usage": mem_usage.get("max", 0),
+                         "limit": mem_usage.get("limit", 0), "stats": mem.get("raw") or mem.get("stats") or {}},
+        "networks": {},
+    }
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    service = backend(request).containers
+    stream = boolean(request, "stream", True) and not boolean(request, "one-shot")
+    c, raw = await service.stats(request.match_info["id"])
+    first = _docker_stats(c, raw)
+    if not stream:
+        return json_response(first)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    previous = first["cpu_stats"]
+    await response.write(json.dumps(first).encode() + b"\n")
+    while c.state.status in ("running", "paused"):
+        await asyncio.sleep(1)
+        c, raw = await service.stats(c.id)
+        current = _docker_stats(c, raw, previous)
+        previous = current["cpu_stats"]
+        await response.write(json.dumps(current).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+def _frame(stream: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def _log_files(path: str) -> list[str]:
+    rotated = []
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        rotated.append(f"{path}.{i}")
+        i += 1
+    return list(reversed(rotated)) + ([path] if os.path.exists(path) else [])
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    service = backend(request).containers
+    c = service.get(request.match_info["id"])
+    want_out, want_err = boolean(request, "stdout"), boolean(request, "stderr")
+    if not want_out and not want_err:
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    follow = boolean(request, "follow")
+    stamps = boolean(request, "timestamps")
+    since = timestamp(request.query.get("since"))
+    until = timestamp(request.query.get("until"))
+    tail_text = request.query.get("tail", "all")
+    tail = None if tail_text in ("", "all") else int(tail_text)
+    if since == 0:
+        since = None
+    tty = c.tty
+    response = web.StreamResponse(headers={"Content-Type": hijack.RAW_STREAM if tty else hijack.MULTIPLEXED_STREAM})
+    await response.prepare(request)
+
+    def render(entry: dict[str, Any]) -> bytes | None:
+        stream = entry.get("stream", "stdout")
+        if (stream == "stdout" and not want_out) or (stream == "stderr" and not want_err):
+            return None
+        when = entry.get("time", "")
+        if since is not None or until is not None:
+            t = parse_rfc3339(when) if when else 0
+            if (since is not None and t <= since) or (until is not None and t > until):
+                return None
+        data = str(entry.get("log", "")).encode("utf-8", "surrogateescape")
+        if stamps:
+            data = when.encode() + b" " + data
+        return data if tty else _frame(STDERR if stream == "stderr" else STDOUT, data)
+
+    path = service.log_path(c.id)
+    lines: list[bytes] = []
+    for name in _log_files(path):
+        with open(name, "rb") as f:
+            lines.extend(f.read().splitlines(keepends=True))
+    try:
+        st = os.stat(path)
+        position, inode = st.st_size, st.st_ino
+    except FileNotFoundError:
+        position, inode = 0, 0
+    partial = b""
+    if lines and not lines[-1].endswith(b"\n"):
+        partial = lines.pop()
+        position -= len(partial)
+    entries = [e for e in (_entry(line) for line in lines) if e is not None]
+    if tail is not None:
+        entries = entries[-tail:] if tail > 0 else []
+    for e in entries:
+        out = render(e)
+        if out:
+            await response.write(out)
+    while follow:
+        if until is not None and until < time.time():
+            break
+        running = c.state.status in ("running", "paused", "restarting", "created") and c.id in service.containers
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != inode or st.st_size < position:
+                    inode, position = st.st_ino, 0  # rotated: the supervisor opened a new file
+                f.seek(position)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            complete, _, rest = chunk.rpartition(b"\n")
+            if complete or chunk.endswith(b"\n"):
+                position += len(complete) + 1
+                for line in complete.split(b"\n"):
+                    e = _entry(line)
+                    out = render(e) if e else None
+                    if out:
+                        await response.write(out)
+            continue
+        if not running:
+            break
+        await asyncio.sleep(0.1)
+    await response.write_eof()
+    return response
+
+
+# --- attach ---------------------------------------------------------------------------------
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    service = backend(request).containers
+    want_stdin = boolean(request, "stdin")
+    c, reader, writer = await service.attach(request.match_info["id"], want_stdin, boolean(request, "stdout"),
+                                             boolean(request, "stderr"))
+    content_type = hijack.RAW_STREAM if c.tty or not at_least(api_version(request), "1.42") else hijack.MULTIPLEXED_STREAM
+    return await hijack.session(request, content_type, reader, writer, stdin=want_stdin)
+
+
+async def attach_ws(request: web.Request) -> web.Response:
+    raise InvalidArgument("attach over websocket is not implemented")
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_containers)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("POST", "/containers/{id}/unpause", unpause)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("DELETE", "/containers/{id}", remove)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/stats", stats)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/attach/ws", attach_ws)

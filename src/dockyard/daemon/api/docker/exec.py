@@ -1,0 +1,63 @@
+"""/containers/{id}/exec and /exec/{id}/...: create, start (hijacked or detached), inspect, resize."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from dockyard.daemon.api.docker import hijack
+from dockyard.daemon.api.docker.app import Router, backend, json_response
+from dockyard.daemon.api.docker.params import integer, json_body
+
+EXIT_GRACE = 5.0  # seconds to wait, after the output ends, for the exit status
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    record = backend(request).execs.create(request.match_info["id"], body)
+    return json_response({"Id": record.id}, 201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request)
+    size = body.get("ConsoleSize")
+    execs = backend(request).execs
+    record, reader, writer = await execs.start(
+        request.match_info["id"], bool(body.get("Detach")), body.get("Tty") if "Tty" in body else None,
+        (int(size[0]), int(size[1])) if size else None)
+    if reader is None:
+        return web.Response(status=200)
+    content_type = hijack.RAW_STREAM if record.tty else hijack.MULTIPLEXED_STREAM
+
+    async def exited() -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await execs.wait(record.id, timeout=EXIT_GRACE)
+
+    return await hijack.session(request, content_type, reader, writer, stdin=record.attach_stdin, before_close=exited)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    services = backend(request)
+    e = services.execs.get(request.match_info["id"])
+    return json_response({
+        "ID": e.id, "Running": e.running, "ExitCode": e.exit_code, "CanRemove": False,
+        "ContainerID": e.container_id, "DetachKeys": e.detach_keys, "OpenStdin": e.attach_stdin,
+        "OpenStdout": e.attach_stdout, "OpenStderr": e.attach_stderr, "Pid": e.pid,
+        "ProcessConfig": {"tty": e.tty, "entrypoint": e.cmd[0], "arguments": e.cmd[1:], "privileged": e.privileged,
+                          "user": e.user},
+    })
+
+
+async def resize(request: web.Request) -> web.Response:
+    await backend(request).execs.resize(request.match_info["id"], integer(request, "h", 0) or 0,
+                                        integer(request, "w", 0) or 0)
+    return web.Response(status=200)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/{id}/exec", create)
+    router.add("POST", "/exec/{id}/start", start)
+    router.add("GET", "/exec/{id}/json", inspect)
+    router.add("POST", "/exec/{id}/resize", resize)

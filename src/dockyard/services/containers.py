@@ -1,0 +1,782 @@
+"""The container service: records, snapshots, OCI bundles, the supervisor, restart policies.
+
+On disk, per container (written atomically):
+
+    <data-root>/containers/<id>/
+        config.json          the engine's record (Container below)
+        bundle/config.json   the OCI spec (from services.specgen), bundle/rootfs the snapshot's mount
+        hostname, hosts, resolv.conf
+        <id>-json.log        the json-file log (written by the supervisor)
+
+The supervisor (dockyard.shim) owns the processes: the daemon may die and come back; `restore`
+rebuilds the state from the records and the supervisor's list.
+
+Lifecycle: `create` prepares the snapshot, mounts it, writes the bundle and asks the supervisor
+to create the container (so that a client can attach before `start`, as `docker run` does);
+`start` starts it (re-creating it in the supervisor when it ran before); when it exits the
+service records the status, deletes it from the supervisor and applies the restart policy or
+AutoRemove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal as signals
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from dockyard.image.model import ImageUser
+from dockyard.services.events import EventService
+from dockyard.services.images import ImageService
+from dockyard.utils.fileio import write_atomic, write_json_atomic
+
+log = logging.getLogger("dockyard.services.containers")
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+CGROUP_PARENT = "dockyard"
+DEFAULT_STOP_TIMEOUT = 10
+BACKOFF_START = 0.1
+BACKOFF_MAX = 60.0
+_ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nifty", "proud")
+_NOUNS = ("anchor", "barge", "buoy", "crane", "dock", "ferry", "harbor", "keel", "mast", "pier", "quay", "tug")
+
+
+def now_rfc3339() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000)) + f".{t % 1_000_000_000:09d}Z"
+
+
+def parse_rfc3339(text: str) -> float:
+    if not text or text.startswith("0001-"):
+        return 0.0
+    head, _, rest = text.replace("Z", "").partition(".")
+    frac = float("0." + "".join(c for c in rest if c.isdigit())) if rest else 0.0
+    return datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp() + frac
+
+
+@dataclass
+class State:
+    status: str = "created"        # created, running, paused, restarting, exited, removing, dead
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    oom_killed: bool = False
+    restart_count: int = 0
+    manually_stopped: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting")
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    image: str                     # as the client named it
+    image_id: str
+    config: dict[str, Any]         # Docker's container Config, merged with the image's defaults
+    host_config: dict[str, Any]
+    runtime: str
+    path: str = ""
+    args: list[str] = field(default_factory=list)
+    state: State = field(default_factory=State)
+    driver: str = "overlayfs"
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Container:
+        state = State(**value.pop("state", {}))
+        return cls(**value, state=state)
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    @property
+    def auto_remove(self) -> bool:
+        return bool(self.host_config.get("AutoRemove"))
+
+    @property
+    def restart_policy(self) -> tuple[str, int]:
+        policy = self.host_config.get("RestartPolicy") or {}
+        return str(policy.get("Name") or "no"), int(policy.get("MaximumRetryCount") or 0)
+
+
+def random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(1000)}"
+
+
+def _signal_number(value: str | int | None, default: int = signals.SIGTERM) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    text = str(value).upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signals.Signals[text])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+class ContainerService:
+    def __init__(self, config: Any, images: ImageService, events: EventService) -> None:
+        self.daemon_config = config
+        self.images = images
+        self.events = events
+        self.root = os.path.join(config.data_root, "containers")
+        self.shim_root = os.path.join(config.exec_root, "shim")
+        self.runtime_root = os.path.join(config.exec_root, "runtime")
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.containers: dict[str, Container] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._remove_waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._shim: Any = None
+        images.set_users(self.image_users)
+
+    # --- the supervisor -----------------------------------------------------------------
+
+    async def shim(self) -> Any:
+        if self._shim is None:
+            from dockyard.shim.client import ShimClient
+
+            os.makedirs(self.shim_root, mode=0o700, exist_ok=True)
+            self._shim = await ShimClient.connect(self.shim_root, start=True)
+        return self._shim
+
+    async def close(self) -> None:
+        for task in list(self._monitors.values()):
+            task.cancel()
+        for task in list(self._monitors.values()):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        if self._shim is not None and hasattr(self._shim, "close"):
+            result = self._shim.close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    # --- records ------------------------------------------------------------------------
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    def bundle(self, cid: str) -> str:
+        return os.path.join(self.dir(cid), "bundle")
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.dir(cid), f"{cid}-json.log")
+
+    def save(self, c: Container) -> None:
+        write_json_atomic(os.path.join(self.dir(c.id), "config.json"), dataclasses.asdict(c), 0o600)
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def get(self, ref: str) -> Container:
+        """By full ID, name (with or without /), or unique ID prefix, like Docker."""
+        ref = ref.strip()
+        if ref in self.containers:
+            return self.containers[ref]
+        name = ref.lstrip("/")
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        if ref:
+            matches = [c for c in self.containers.values() if c.id.startswith(ref)]
+            if len(matches) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+            if matches:
+                return matches[0]
+        raise NotFound(f"No such container: {ref}")
+
+    def list(self) -> list[Container]:
+        return sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.containers.values():
+            out[c.state.status] = out.get(c.state.status, 0) + 1
+        return out
+
+    def image_users(self, image_id: str) -> list[ImageUser]:
+        return [ImageUser(c.id, c.state.running) for c in self.containers.values() if c.image_id == image_id]
+
+    def _event(self, action: str, c: Container, extra: dict[str, str] | None = None) -> None:
+        attrs = {"name": c.name, "image": c.image, **(c.config.get("Labels") or {}), **(extra or {})}
+        self.events.publish("container", action, c.id, attrs)
+
+    # --- create -------------------------------------------------------------------------
+
+    async def create(self, name: str | None, config: dict[str, Any], host_config: dict[str, Any]) -> Container:
+        image_name = config.get("Image") or ""
+        if not image_name:
+            raise InvalidArgument("no image given (Config.Image is empty)")
+        if name:
+            if not NAME_RE.match(name):
+                raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.lstrip("/")
+            for c in self.containers.values():
+                if c.name == name:
+                    raise AlreadyExists(f'Conflict. The container name "/{name}" is already in use by container '
+                                        f'"{c.id}". You have to remove (or rename) that container to be able to reuse that name.')
+        else:
+            name = random_name()
+            while any(c.name == name for c in self.containers.values()):
+                name = random_name()
+        runtime = host_config.get("Runtime") or self.daemon_config.default_runtime
+        self.daemon_config.runtime_path(runtime)
+        _, max_retries = _restart_policy_check(host_config)
+        image = await self.images.resolve(image_name)
+        details = await self.images.details(str(image.id))
+        image_config = details.container_config
+        merged = _merge_image_config(config, image_config)
+        entry = list(merged.get("Entrypoint") or [])
+        cmd = list(merged.get("Cmd") or [])
+        argv = entry + cmd
+        if not argv:
+            raise InvalidArgument("no command specified")
+        cid = secrets.token_hex(32)
+        c = Container(cid, name, now_rfc3339(), image_name, str(details.image.id), merged, dict(host_config), runtime,
+                      argv[0], argv[1:])
+        os.makedirs(self.dir(cid), mode=0o700)
+        try:
+            self._write_files(c)
+            await asyncio.to_thread(self.images.store.prepare_container, cid, str(details.image.id))
+            self.containers[cid] = c
+            self.save(c)
+            await self._create_task(c, details.config.raw)
+        except BaseException:
+            self.containers.pop(cid, None)
+            await self._cleanup_files(cid)
+            raise
+        self._event("create", c)
+        return c
+
+    def _write_files(self, c: Container) -> None:
+        hostname = c.config.get("Hostname") or c.id[:12]
+        c.config["Hostname"] = hostname
+        domain = c.config.get("Domainname") or ""
+        write_atomic(os.path.join(self.dir(c.id), "hostname"), f"{hostname}\n".encode(), 0o644)
+        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
+                 "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+        fqdn = f"{hostname}.{domain}" if domain else hostname
+        hosts.append(f"127.0.1.1\t{fqdn} {hostname}" if fqdn != hostname else f"127.0.1.1\t{hostname}")
+        for extra in self.host_config_list(c, "ExtraHosts"):
+            host, _, ip = extra.partition(":")
+            hosts.append(f"{ip}\t{host}")
+        write_atomic(os.path.join(self.dir(c.id), "hosts"), ("\n".join(hosts) + "\n").encode(), 0o644)
+        dns = self.host_config_list(c, "Dns")
+        search = self.host_config_list(c, "DnsSearch")
+        options = self.host_config_list(c, "DnsOptions")
+        lines = [f"nameserver {d}" for d in dns]
+        if search:
+            lines.append("search " + " ".join(search))
+        if options:
+            lines.append("options " + " ".join(options))
+        if not lines:
+            lines.append("# no network: the container has only a loopback interface (bridge networking is a later issue)")
+        write_atomic(os.path.join(self.dir(c.id), "resolv.conf"), ("\n".join(lines) + "\n").encode(), 0o644)
+
+    @staticmethod
+    def host_config_list(c: Container, key: str) -> list[str]:
+        return [str(v) for v in (c.host_config.get(key) or [])]
+
+    def _files(self, cid: str) -> dict[str, str]:
+        return {name: os.path.join(self.dir(cid), name) for name in ("hostname", "hosts", "resolv.conf")}
+
+    async def _mount_rootfs(self, c: Container) -> str:
+        from dockyard.snapshot.mount import mount_all
+
+        rootfs = os.path.join(self.bundle(c.id), "rootfs")
+        os.makedirs(rootfs, mode=0o755, exist_ok=True)
+        if not os.path.ismount(rootfs):
+            mounts = await asyncio.to_thread(self.images.store.snapshots.mounts, c.id)
+            await asyncio.to_thread(mount_all, mounts, rootfs)
+        return rootfs
+
+    async def _unmount_rootfs(self, cid: str) -> None:
+        from dockyard.snapshot.mount import unmount
+
+        rootfs = os.path.join(self.bundle(cid), "rootfs")
+        if os.path.ismount(rootfs):
+            await asyncio.to_thread(unmount, rootfs)
+
+    async def _write_bundle(self, c: Container, image_config: dict[str, Any]) -> None:
+        from dockyard.services import specgen
+
+        rootfs = await self._mount_rootfs(c)
+        spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
+                                  CGROUP_PARENT, None, None)
+        write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
+
+    async def _create_task(self, c: Container, image_raw: dict[str, Any] | None = None) -> None:
+        """The container in the supervisor, ready to start (its process waits on the runtime's fifo)."""
+        if image_raw is None:
+            image_raw = (await self.images.details(c.image_id)).config.raw
+        await self._write_bundle(c, image_raw)
+        shim = await self.shim()
+        log_cfg = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        pid = await shim.create(c.id, bundle=self.bundle(c.id), runtime=self.daemon_config.runtime_path(c.runtime),
+                                runtime_root=self.runtime_root, tty=c.tty, stdin=bool(c.config.get("OpenStdin")),
+                                log_path=self.log_path(c.id), log_max_size=_size(log_cfg.get("max-size", "0")),
+                                log_max_files=int(log_cfg.get("max-file", "1") or 1))
+        c.state.pid = pid
+        self._watch(c)
+
+    # --- start / stop -------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.state.status == "paused":
+                raise WrongState(f"cannot start a paused container {c.id[:12]}, try unpause instead")
+            if c.state.status in ("running", "restarting"):
+                return
+            if c.state.status == "removing":
+                raise WrongState(f"container {c.id[:12]} is marked for removal and cannot be started")
+            await self._start(c)
+
+    async def _start(self, c: Container) -> None:
+        shim = await self.shim()
+        state = await _shim_state(shim, c.id)
+        if state is None or state.status == "stopped":
+            if state is not None:
+                await shim.delete(c.id)
+            await self._create_task(c)
+        c.state.manually_stopped = False
+        try:
+            await shim.start(c.id)
+        except Exception as e:
+            c.state.error = str(e)
+            c.state.status = "exited"
+            c.state.exit_code = 128
+            self.save(c)
+            raise
+        st = await _shim_state(shim, c.id)
+        c.state.status = "running"
+        c.state.pid = st.pid if st is not None else c.state.pid
+        c.state.started_at = now_rfc3339()
+        c.state.error = ""
+        c.state.exit_code = 0
+        c.state.oom_killed = False
+        self.save(c)
+        self._event("start", c)
+
+    def _watch(self, c: Container) -> None:
+        old = self._monitors.get(c.id)
+        if old is not None and not old.done():
+            return
+        self._monitors[c.id] = asyncio.get_running_loop().create_task(self._monitor(c.id), name=f"monitor-{c.id[:12]}")
+
+    async def _monitor(self, cid: str) -> None:
+        """Wait for the container's exit; record it; restart or auto-remove."""
+        try:
+            shim = await self.shim()
+            status = await shim.wait(cid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the supervisor lost it: record that
+            log.error("container %s: waiting for its exit failed: %s", cid[:12], e)
+            status = None
+        self._monitors.pop(cid, None)
+        c = self.containers.get(cid)
+        if c is None:
+            return
+        async with self.lock(cid):
+            await self._exited(c, status)
+        await self._after_exit(c)
+
+    async def _exited(self, c: Container, status: Any) -> None:
+        started = c.state.status in ("running", "paused")
+        c.state.exit_code = int(status.code) if status is not None else 255
+        c.state.finished_at = status.exited_at if status is not None and status.exited_at else now_rfc3339()
+        c.state.oom_killed = bool(getattr(status, "oom_killed", False))
+        if status is None:
+            c.state.error = "the supervisor lost the container"
+        c.state.status = "exited"
+        c.state.pid = 0
+        try:
+            shim = await self.shim()
+            await shim.delete(c.id)
+        except Exception as e:  # noqa: BLE001 - it may be gone already
+            log.debug("container %s: delete in the supervisor: %s", c.id[:12], e)
+        try:
+            await self._unmount_rootfs(c.id)
+        except Exception as e:  # noqa: BLE001 - logged; remove retries
+            log.warning("container %s: unmount: %s", c.id[:12], e)
+        self.save(c)
+        if started or status is not None:
+            self._event("die", c, {"exitCode": str(c.state.exit_code)})
+        for fut in self._exit_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(c.state.exit_code)
+
+    async def _after_exit(self, c: Container) -> None:
+        if await self._should_restart(c):
+            return
+        if c.auto_remove and c.id in self.containers:
+            try:
+                await self.remove(c.id, force=True)
+            except Exception as e:  # noqa: BLE001 - logged
+                log.error("container %s: auto-remove failed: %s", c.id[:12], e)
+
+    async def _should_restart(self, c: Container) -> bool:
+        name, max_retries = c.restart_policy
+        if c.state.manually_stopped or name in ("", "no") or c.id not in self.containers:
+            return False
+        if name == "on-failure" and (c.state.exit_code == 0 or (max_retries and c.state.restart_count >= max_retries)):
+            return False
+        ran = parse_rfc3339(c.state.finished_at) - parse_rfc3339(c.state.started_at)
+        delay = 0.0 if ran > 10 else min(BACKOFF_MAX, BACKOFF_START * (2 ** min(c.state.restart_count, 20)))
+        c.state.status = "restarting"
+        c.state.restart_count += 1
+        self.save(c)
+        asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+        return True
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        c = self.containers.get(cid)
+        if c is None or c.state.status != "restarting" or c.state.manually_stopped:
+            return
+        async with self.lock(cid):
+            try:
+                await self._start(c)
+                self._event("restart", c)
+            except Exception as e:  # noqa: BLE001 - recorded on the container
+                log.error("container %s: restart failed: %s", cid[:12], e)
+                c.state.status = "exited"
+                c.state.error = str(e)
+                self.save(c)
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
+        """StopSignal, then SIGKILL after `timeout` seconds. False when it was not running."""
+        c = self.get(ref)
+        c.state.manually_stopped = True
+        if c.state.status == "restarting":
+            c.state.status = "exited"
+            self.save(c)
+            return True
+        if not c.state.running:
+            return False
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
+        sig = _signal_number(signal or c.config.get("StopSignal"))
+        exited = self._exit_future(c.id)
+        shim = await self.shim()
+        if c.state.status == "paused":
+            await shim.kill(c.id, sig, all=False)
+            await shim.resume(c.id)
+        else:
+            await shim.kill(c.id, sig, all=False)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout if timeout >= 0 else None)
+        except asyncio.TimeoutError:
+            await shim.kill(c.id, signals.SIGKILL, all=True)
+            await asyncio.wait_for(asyncio.shield(exited), 30)
+        self._event("stop", c)
+        return True
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        await self.stop(c.id, timeout, signal)
+        await self.start(c.id)
+        self._event("restart", c)
+
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        c = self.get(ref)
+        if c.state.status not in ("running", "paused"):
+            raise WrongState(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        sig = _signal_number(signal, signals.SIGKILL)
+        if sig == signals.SIGKILL:
+            c.state.manually_stopped = True
+        shim = await self.shim()
+        await shim.kill(c.id, sig, all=sig == signals.SIGKILL)
+        self._event("kill", c, {"signal": str(sig)})
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status != "running":
+            raise WrongState(f"Container {c.id} is not running" if c.state.status != "paused" else f"Container {c.id} is already paused")
+        await (await self.shim()).pause(c.id)
+        c.state.status = "paused"
+        self.save(c)
+        self._event("pause", c)
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status != "paused":
+            raise WrongState(f"Container {c.id} is not paused")
+        await (await self.shim()).resume(c.id)
+        c.state.status = "running"
+        self.save(c)
+        self._event("unpause", c)
+
+    # --- wait / remove / rename ---------------------------------------------------------
+
+    def _exit_future(self, cid: str) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.setdefault(cid, []).append(fut)
+        return fut
+
+    def wait_future(self, ref: str, condition: str = "not-running") -> asyncio.Future[int]:
+        """A future of the exit code: at once when not running (not-running), at the next exit, or on removal."""
+        c = self.get(ref)
+        if condition == "removed":
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._remove_waiters.setdefault(c.id, []).append(fut)
+            return fut
+        if condition in ("", "not-running") and c.state.status in ("created", "exited", "dead"):
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            done.set_result(c.state.exit_code)
+            return done
+        if condition not in ("", "not-running", "next-exit"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        return self._exit_future(c.id)
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.state.status == "removing":
+            return
+        if c.state.running and not force:
+            raise WrongState(f"cannot remove container \"/{c.name}\": container is running: stop the container "
+                             "before removing or force remove")
+        if c.state.running:
+            c.state.manually_stopped = True
+            exited = self._exit_future(c.id)
+            shim = await self.shim()
+            await shim.kill(c.id, signals.SIGKILL, all=True)
+            if c.state.status == "paused":
+                await shim.resume(c.id)
+            try:
+                await asyncio.wait_for(exited, 30)
+            except asyncio.TimeoutError:
+                raise WrongState(f"container {c.id[:12]} did not die after SIGKILL") from None
+        async with self.lock(c.id):
+            if c.id not in self.containers:
+                return
+            c.state.status = "removing"
+            task = self._monitors.pop(c.id, None)
+            if task is not None:
+                task.cancel()
+            try:
+                shim = await self.shim()
+                if await _shim_state(shim, c.id) is not None:
+                    await shim.kill(c.id, signals.SIGKILL, all=True)
+                    await shim.delete(c.id)
+            except Exception as e:  # noqa: BLE001 - best effort: the container is gone or going
+                log.debug("container %s: supervisor delete: %s", c.id[:12], e)
+            await self._cleanup_files(c.id)
+            del self.containers[c.id]
+        self._event("destroy", c)
+        for fut in self._remove_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(c.state.exit_code)
+        for fut in self._exit_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(c.state.exit_code)
+
+    async def _cleanup_files(self, cid: str) -> None:
+        await self._unmount_rootfs(cid)
+        try:
+            await asyncio.to_thread(self.images.store.remove_container, cid)
+        except NotFound:
+            pass
+        await asyncio.to_thread(shutil.rmtree, self.dir(cid), True)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name or not NAME_RE.match(new_name):
+            raise InvalidArgument(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        if any(o.name == new_name and o.id != c.id for o in self.containers.values()):
+            raise AlreadyExists(f'Conflict. The container name "/{new_name}" is already in use')
+        old = c.name
+        c.name = new_name
+        self.save(c)
+        self._event("rename", c, {"oldName": "/" + old})
+
+    # --- stdio, resize, top, stats ------------------------------------------------------
+
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[Container, Any, Any]:
+        c = self.get(ref)
+        shim = await self.shim()
+        async with self.lock(c.id):
+            state = await _shim_state(shim, c.id)
+            if state is None or state.status == "stopped":
+                # `docker start -a` attaches before it starts: make the container ready to start again
+                if c.state.status in ("removing", "dead"):
+                    raise WrongState(f"container {c.id[:12]} is being removed: you cannot attach to it")
+                if state is not None:
+                    await shim.delete(c.id)
+                await self._create_task(c)
+        reader, writer = await shim.attach(c.id, None, stdin=stdin and bool(c.config.get("OpenStdin")),
+                                           stdout=stdout, stderr=stderr)
+        self._event("attach", c)
+        return c, reader, writer
+
+    async def resize(self, ref: str, height: int, width: int, exec_id: str | None = None) -> None:
+        c = self.get(ref)
+        if c.state.status not in ("running", "paused", "created"):
+            raise WrongState(f"Container {c.id} is not running")
+        await (await self.shim()).resize(c.id, exec_id, height, width)
+
+    async def stats(self, ref: str) -> tuple[Container, dict[str, Any]]:
+        c = self.get(ref)
+        if c.state.status not in ("running", "paused"):
+            return c, {}
+        return c, await (await self.shim()).stats(c.id)
+
+    def pids(self, c: Container) -> list[int]:
+        """The processes in the container's PID namespace (found from its init)."""
+        if not c.state.pid:
+            return []
+        try:
+            ns = os.readlink(f"/proc/{c.state.pid}/ns/pid")
+        except OSError:
+            return []
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                        out.append(int(entry))
+                except OSError:
+                    continue
+        return sorted(out)
+
+    async def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        c = self.get(ref)
+        if c.state.status not in ("running", "paused"):
+            raise WrongState(f"Container {c.id} is not running")
+        pids = set(self.pids(c))
+        proc = await asyncio.create_subprocess_exec("ps", *(ps_args.split() or ["-ef"]), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise InvalidArgument(f"ps {ps_args}: {err.decode(errors='replace').strip()}")
+        lines = out.decode(errors="replace").splitlines()
+        if not lines:
+            return [], []
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidArgument(f"Couldn't find PID field in ps output of ps {ps_args}")
+        col = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                rows.append(fields)
+        return titles, rows
+
+    # --- daemon restart -----------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load every record and reconcile it with what the supervisor has."""
+        for cid in sorted(os.listdir(self.root)):
+            path = os.path.join(self.root, cid, "config.json")
+            try:
+                with open(path) as f:
+                    self.containers[cid] = Container.from_json(json.load(f))
+            except (OSError, ValueError, TypeError) as e:
+                log.error("container %s: unreadable record %s: %s", cid[:12], path, e)
+        shim = await self.shim()  # started now, so that containers never wait for it
+        known = {s.id: s for s in await shim.list()}
+        for c in list(self.containers.values()):
+            s = known.get(c.id)
+            if c.state.status == "removing":
+                await self.remove(c.id, force=True)
+            elif s is None:
+                if c.state.running:
+                    c.state.status = "exited"
+                    c.state.exit_code = 255
+                    c.state.error = "the supervisor no longer knows the container"
+                    c.state.finished_at = now_rfc3339()
+                    self.save(c)
+            elif s.status == "stopped":
+                await self._exited(c, s.exit)
+                await self._after_exit(c)
+            else:
+                c.state.status = {"created": "created", "running": "running", "paused": "paused"}.get(s.status, c.state.status)
+                if c.state.status == "created" and c.state.started_at != ZERO_TIME:
+                    c.state.status = "created"
+                c.state.pid = s.pid
+                self.save(c)
+                self._watch(c)
+
+
+async def _shim_state(shim: Any, cid: str) -> Any:
+    try:
+        return await shim.state(cid)
+    except NotFound:
+        return None
+
+
+def _size(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)[bB]?", str(text).strip())
+    if not m:
+        raise InvalidArgument(f"invalid log max-size {text!r}")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def _restart_policy_check(host_config: dict[str, Any]) -> tuple[str, int]:
+    policy = host_config.get("RestartPolicy") or {}
+    name = str(policy.get("Name") or "no")
+    count = int(policy.get("MaximumRetryCount") or 0)
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise InvalidArgument(f"invalid restart policy '{name}'")
+    if count and name != "on-failure":
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if name != "no" and host_config.get("AutoRemove"):
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+    return name, count
+
+
+def _merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """Docker's merge: the image's Env under the request's, Cmd/Entrypoint/WorkingDir/User/... defaults."""
+    out = dict(config)
+    env = {e.split("=", 1)[0]: e for e in image.get("Env") or []}
+    for e in config.get("Env") or []:
+        env[e.split("=", 1)[0]] = e
+    out["Env"] = list(env.values())
+    if not config.get("Entrypoint") and config.get("Entrypoint") != [""]:
+        out["Entrypoint"] = image.get("Entrypoint")
+        if not config.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+    elif config.get("Entrypoint") == [""]:
+        out["Entrypoint"] = None
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not config.get(key) and image.get(key):
+            out[key] = image[key]
+    labels = dict(image.get("Labels") or {})
+    labels.update(config.get("Labels") or {})
+    out["Labels"] = labels
+    if not config.get("ExposedPorts") and image.get("ExposedPorts"):
+        out["ExposedPorts"] = image["ExposedPorts"]
+    if not config.get("Volumes") and image.get("Volumes"):
+        out["Volumes"] = image["Volumes"]
+    return out

@@ -1,0 +1,90 @@
+"""The image service: the image store behind asyncio, with events. Pulls only the embedded images."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import BinaryIO
+
+from dockyard.errors import NotFound
+from dockyard.image import archive, embedded, importer
+from dockyard.image.model import DeleteReport, HistoryEntry, Image, ImageDetails, ImageUser, PruneReport
+from dockyard.image.store import ImageStore
+from dockyard.services.events import EventService
+from dockyard.types.reference import familiar, parse_image
+
+
+class ImageService:
+    def __init__(self, store: ImageStore, events: EventService) -> None:
+        self.store = store
+        self.events = events
+
+    def set_users(self, users: Callable[[str], list[ImageUser]]) -> None:
+        self.store.users = users
+
+    def _event(self, action: str, image_id: str, name: str | None = None) -> None:
+        self.events.publish("image", action, image_id, {"name": name or image_id})
+
+    async def list(self, dangling: bool | None = None) -> list[Image]:
+        return await asyncio.to_thread(self.store.list, dangling=dangling)
+
+    async def get(self, name: str) -> Image:
+        return await asyncio.to_thread(self.store.get, name)
+
+    async def details(self, name: str) -> ImageDetails:
+        return await asyncio.to_thread(self.store.details, name)
+
+    async def history(self, name: str) -> list[HistoryEntry]:
+        return await asyncio.to_thread(self.store.history, name)
+
+    async def tag(self, source: str, target: str) -> str:
+        image = await self.get(source)
+        ref = await asyncio.to_thread(self.store.tag, source, target)
+        self._event("tag", str(image.id), ref.familiar())
+        return ref.familiar()
+
+    async def remove(self, name: str, force: bool = False, prune_children: bool = True) -> DeleteReport:
+        report = await asyncio.to_thread(self.store.remove, name, force=force, prune_children=prune_children)
+        for u in report.untagged:
+            self._event("untag", u, u)
+        for d in report.deleted:
+            self._event("delete", d)
+        return report
+
+    async def prune(self, all_images: bool = False, until: float | None = None,
+                    labels: Callable[[dict[str, str]], bool] | None = None) -> PruneReport:
+        report = await asyncio.to_thread(self.store.prune, all_images=all_images, until=until, labels=labels)
+        self.events.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
+        return report
+
+    async def pull(self, name: str) -> Image:
+        """Only the embedded images can be "pulled" until the registry client lands (a later issue)."""
+        ref = parse_image(name)
+        if not embedded.is_embedded(str(ref)):
+            raise NotFound(f"pull access denied for {familiar(str(ref))}: pulling from registries is not "
+                           "implemented until the registry issue (only the embedded busybox:latest is available; "
+                           "use docker load or docker import)")
+        image = await asyncio.to_thread(embedded.ensure_embedded, self.store, str(ref))
+        self._event("pull", str(image.id), ref.familiar())
+        return image
+
+    async def resolve(self, name: str) -> Image:
+        """An image for a container: from the store, else an embedded one."""
+        return await asyncio.to_thread(embedded.get_or_embedded, self.store, name)
+
+    async def import_rootfs(self, stream: BinaryIO, reference: str | None, changes: list[str], message: str,
+                            source_name: str) -> Image:
+        image = await asyncio.to_thread(importer.import_rootfs, self.store, stream, reference=reference,
+                                        changes=changes, message=message, source_name=source_name)
+        self._event("import", str(image.id), reference)
+        return image
+
+    def save(self, refs: list[str], out: BinaryIO) -> None:
+        """Blocking: run it in a thread. Writes a docker-archive to `out`."""
+        archive.save(self.store, refs, out, archive.DOCKER_ARCHIVE)
+
+    async def load(self, stream: BinaryIO) -> list[archive.LoadedImage]:
+        loaded = await asyncio.to_thread(archive.load, self.store, stream)
+        for item in loaded:
+            self._event("load", str(item.image.id), item.names[0] if item.names else None)
+        return loaded
