@@ -64,15 +64,20 @@ def _links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
 
 
-def _stat(pid: str) -> tuple[int, int] | None:
-    """(ppid, starttime) of a live, non-zombie process."""
+def stat_fields(pid: str | int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except OSError:
         return None
-    rest = data[data.rindex(")") + 2 :].split()
-    if rest[0] in ("Z", "X"):
+    return data[data.rindex(")") + 2 :].split()
+
+
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(ppid, starttime) of a live, non-zombie process."""
+    rest = stat_fields(pid)
+    if rest is None or rest[0] in ("Z", "X"):
         return None
     return int(rest[1]), int(rest[19])
 
@@ -156,15 +161,8 @@ def reap_orphans() -> None:
     """Collect exited orphans re-parented to us (only zombies: live children are left alone)."""
     me = str(os.getpid())
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data[data.rindex(")") + 2 :].split()
-        if rest[0] == "Z" and rest[1] == me:
+        rest = stat_fields(entry) if entry.isdigit() else None
+        if rest is not None and rest[0] == "Z" and rest[1] == me:
             try:
                 os.waitpid(int(entry), os.WNOHANG)
             except ChildProcessError:

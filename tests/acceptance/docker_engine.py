@@ -226,16 +226,12 @@ def import_busybox(engine: DockerEngine, ref: str = "busybox:latest",
 
 
 def _children(pid: int) -> list[int]:
+    from leaks import stat_fields
+
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
+        fields = stat_fields(entry) if entry.isdigit() else None
+        if fields is not None and int(fields[1]) == pid:
             found.append(int(entry))
     return found
 

@@ -14,7 +14,7 @@ from dockyard.linux import libc
 from dockyard.runtime import process
 from dockyard.runtime import state as st
 from dockyard.runtime.container import cgroup_of, current_status, namespace_paths
-from dockyard.runtime.spec import NAMESPACE_FLAGS
+from dockyard.runtime.spec import NAMESPACE_FLAGS, join_order
 from dockyard.runtime.sync import Channel, report_and_exit
 from dockyard.utils.fileio import write_atomic
 
@@ -159,17 +159,13 @@ def _open_namespaces(state: st.ContainerState) -> dict[str, int]:
     return fds
 
 
-def _ns_order(kind: str) -> int:
-    return {"user": 0, "mount": 9}.get(kind, 5)
-
-
 def _joiner(ns_fds: dict[str, int], proc: dict[str, Any], chan: Channel, seccomp: Any,
             console_sock: Any, in_userns: bool, preserve_fds: int) -> NoReturn:
     try:
         # non-dumpable before entering the container's pid namespace (CVE-2019-5736 class)
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         chan.expect("go", "exec")
-        for kind in sorted(ns_fds, key=_ns_order):
+        for kind in sorted(ns_fds, key=join_order):
             if kind == "user":
                 # already in it when it is the host's own user namespace (setns would fail)
                 if os.readlink(f"/proc/self/fd/{ns_fds[kind]}") == os.readlink("/proc/self/ns/user"):

@@ -11,7 +11,7 @@ import os
 from dockyard.errors import InvalidSpec
 from dockyard.linux import libc
 from dockyard.runtime import process, rootfs
-from dockyard.runtime.spec import NAMESPACE_FLAGS, Spec
+from dockyard.runtime.spec import NAMESPACE_FLAGS, Spec, join_order
 from dockyard.runtime.sync import Channel, report_and_exit
 
 TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
@@ -38,15 +38,10 @@ class InitContext:
         self.preserve_fds = preserve_fds
 
 
-def _ns_order(kind: str) -> int:
-    # join the user namespace first (it owns the others), the mount namespace last
-    return {"user": 0, "mount": 9}.get(kind, 5)
-
-
 def enter_namespaces(spec: Spec, chan: Channel) -> None:
     """Join namespaces given by path and unshare the new ones (stage-1 of create)."""
     linux = spec.get("linux") or {}
-    entries = sorted(linux.get("namespaces") or [], key=lambda n: _ns_order(n["type"]))
+    entries = sorted(linux.get("namespaces") or [], key=lambda n: join_order(n["type"]))
     new_flags = 0
     user_new = False
     for ns in entries:

@@ -279,6 +279,12 @@ def _check_hooks(hooks: Any) -> None:
                 raise InvalidSpec(f"hooks.{kind} {h['path']}: timeout must be a positive integer")
 
 
+def join_order(kind: str) -> int:
+    """Sort key for entering namespaces: the user namespace first (it owns the others), the
+    mount namespace last (after it, the host's /proc paths are out of sight)."""
+    return {"user": 0, "mount": 9}.get(kind, 5)
+
+
 def namespaces(spec: Spec) -> list[dict[str, Any]]:
     return list((spec.get("linux") or {}).get("namespaces") or [])
 
