@@ -28,6 +28,7 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
     config_file: str | None = None
+    init_path: str | None = field(default_factory=lambda: find_init())
 
     @property
     def socket_paths(self) -> list[str]:
@@ -49,6 +50,15 @@ def unix_path(host: str) -> str:
     if host.startswith("/"):
         return host
     raise InvalidArgument(f"invalid host {host!r}: only unix:// sockets are served (TCP comes with TLS in a later issue)")
+
+
+def find_init() -> str | None:
+    """The static init bound into `--init` containers (Docker's docker-init is tini-static)."""
+    for name in ("docker-init", "tini-static"):
+        path = shutil.which(name)
+        if path:
+            return os.path.realpath(path)
+    return None
 
 
 def _runtime_beside_interpreter() -> str:

@@ -265,7 +265,7 @@ class ContainerService:
             await asyncio.to_thread(self.images.store.prepare_container, cid, str(details.image.id))
             self.containers[cid] = c
             self.save(c)
-            await self._create_task(c, details.config.raw)
+            await self._create_task(c, details.container_config)
         except BaseException:
             self.containers.pop(cid, None)
             await self._cleanup_files(cid)
@@ -327,14 +327,14 @@ class ContainerService:
 
         rootfs = await self._mount_rootfs(c)
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
-                                  CGROUP_PARENT, None, None)
+                                  CGROUP_PARENT, None, self.daemon_config.init_path)
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
-    async def _create_task(self, c: Container, image_raw: dict[str, Any] | None = None) -> None:
+    async def _create_task(self, c: Container, image_config: dict[str, Any] | None = None) -> None:
         """The container in the supervisor, ready to start (its process waits on the runtime's fifo)."""
-        if image_raw is None:
-            image_raw = (await self.images.details(c.image_id)).config.raw
-        await self._write_bundle(c, image_raw)
+        if image_config is None:
+            image_config = (await self.images.details(c.image_id)).container_config
+        await self._write_bundle(c, image_config)
         shim = await self.shim()
         log_cfg = (c.host_config.get("LogConfig") or {}).get("Config") or {}
         pid = await shim.create(c.id, bundle=self.bundle(c.id), runtime=self.daemon_config.runtime_path(c.runtime),

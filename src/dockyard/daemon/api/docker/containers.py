@@ -17,6 +17,7 @@ from dockyard.daemon.api.docker.params import boolean, filters, integer, json_bo
 from dockyard.daemon.api.docker.version import at_least
 from dockyard.errors import InvalidArgument
 from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
+from dockyard.services.logs import LogEntry, LogReader
 
 STDOUT, STDERR = 1, 2
 
@@ -278,23 +279,6 @@ def _frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
-def _log_files(path: str) -> list[str]:
-    rotated = []
-    i = 1
-    while os.path.exists(f"{path}.{i}"):
-        rotated.append(f"{path}.{i}")
-        i += 1
-    return list(reversed(rotated)) + ([path] if os.path.exists(path) else [])
-
-
-def _entry(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 async def logs(request: web.Request) -> web.StreamResponse:
     service = backend(request).containers
     c = service.get(request.match_info["id"])
@@ -303,77 +287,45 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     follow = boolean(request, "follow")
     stamps = boolean(request, "timestamps")
-    since = timestamp(request.query.get("since"))
+    since = timestamp(request.query.get("since")) or None
     until = timestamp(request.query.get("until"))
     tail_text = request.query.get("tail", "all")
-    tail = None if tail_text in ("", "all") else int(tail_text)
-    if since == 0:
-        since = None
+    try:
+        tail = None if tail_text in ("", "all") else int(tail_text)
+    except ValueError:
+        raise InvalidArgument(f"invalid tail value {tail_text!r}") from None
     tty = c.tty
+    reader = LogReader(service.log_path(c.id))
     response = web.StreamResponse(headers={"Content-Type": hijack.RAW_STREAM if tty else hijack.MULTIPLEXED_STREAM})
     await response.prepare(request)
 
-    def render(entry: dict[str, Any]) -> bytes | None:
-        stream = entry.get("stream", "stdout")
-        if (stream == "stdout" and not want_out) or (stream == "stderr" and not want_err):
+    def render(entry: LogEntry) -> bytes | None:
+        if (entry.stream == "stdout" and not want_out) or (entry.stream == "stderr" and not want_err):
             return None
-        when = entry.get("time", "")
         if since is not None or until is not None:
-            t = parse_rfc3339(when) if when else 0
+            t = parse_rfc3339(entry.time) if entry.time else 0
             if (since is not None and t <= since) or (until is not None and t > until):
                 return None
-        data = str(entry.get("log", "")).encode("utf-8", "surrogateescape")
-        if stamps:
-            data = when.encode() + b" " + data
-        return data if tty else _frame(STDERR if stream == "stderr" else STDOUT, data)
+        data = entry.time.encode() + b" " + entry.data if stamps else entry.data
+        return data if tty else _frame(STDERR if entry.stream == "stderr" else STDOUT, data)
 
-    path = service.log_path(c.id)
-    lines: list[bytes] = []
-    for name in _log_files(path):
-        with open(name, "rb") as f:
-            lines.extend(f.read().splitlines(keepends=True))
-    try:
-        st = os.stat(path)
-        position, inode = st.st_size, st.st_ino
-    except FileNotFoundError:
-        position, inode = 0, 0
-    partial = b""
-    if lines and not lines[-1].endswith(b"\n"):
-        partial = lines.pop()
-        position -= len(partial)
-    entries = [e for e in (_entry(line) for line in lines) if e is not None]
-    if tail is not None:
-        entries = entries[-tail:] if tail > 0 else []
-    for e in entries:
-        out = render(e)
-        if out:
-            await response.write(out)
-    while follow:
+    def running() -> bool:
         if until is not None and until < time.time():
-            break
-        running = c.state.status in ("running", "paused", "restarting", "created") and c.id in service.containers
-        try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_ino != inode or st.st_size < position:
-                    inode, position = st.st_ino, 0  # rotated: the supervisor opened a new file
-                f.seek(position)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            complete, _, rest = chunk.rpartition(b"\n")
-            if complete or chunk.endswith(b"\n"):
-                position += len(complete) + 1
-                for line in complete.split(b"\n"):
-                    e = _entry(line)
-                    out = render(e) if e else None
-                    if out:
-                        await response.write(out)
-            continue
-        if not running:
-            break
-        await asyncio.sleep(0.1)
+            return False
+        return c.state.status in ("running", "paused", "restarting", "created") and c.id in service.containers
+
+    try:
+        for e in reader.existing(tail):
+            out = render(e)
+            if out:
+                await response.write(out)
+        if follow:
+            async for e in reader.follow(running):
+                out = render(e)
+                if out:
+                    await response.write(out)
+    finally:
+        reader.close()
     await response.write_eof()
     return response
 
