@@ -174,8 +174,8 @@ def env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Backend, FakeSh
     async def unmount(self: ContainerService, cid: str) -> None:
         return None
 
-    monkeypatch.setattr(ContainerService, "_mount_rootfs", mount)
-    monkeypatch.setattr(ContainerService, "_unmount_rootfs", unmount)
+    monkeypatch.setattr(ContainerService, "mount_rootfs", mount)
+    monkeypatch.setattr(ContainerService, "unmount_rootfs", unmount)
     shim = FakeShim()
 
     async def fake_shim(self: ContainerService) -> FakeShim:

@@ -50,12 +50,14 @@ class Daemon:
         log.info("dockyardd listening on %s", ", ".join(cfg.socket_paths))
 
     async def _start_containers(self, images: ImageService, events: EventService) -> None:
+        from dockyard.services.containerfs import ContainerFilesystem
         from dockyard.services.containers import ContainerService
         from dockyard.services.exec import ExecService
 
         containers = ContainerService(self.config, images, events)
         self.backend.containers = containers
         self.backend.execs = ExecService(containers, events)
+        self.backend.containerfs = ContainerFilesystem(containers)
         try:
             await containers.restore()
         except ImportError as e:

@@ -76,6 +76,14 @@ SYS_close_range = 436
 SYS_memfd_create = 319
 SYS_pidfd_open = 434
 SYS_keyctl = 250
+SYS_openat2 = 437
+
+# openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
@@ -173,6 +181,21 @@ def join_session_keyring(name: str | None) -> None:
         if err in (38, 1):  # ENOSYS, EPERM
             return
         raise _fail("keyctl(JOIN_SESSION_KEYRING)")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open `path` relative to `dirfd` with the RESOLVE_* rules (e.g. RESOLVE_IN_ROOT:
+    `..` and absolute symlinks stay inside dirfd, as if it were the root)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(SYS_openat2, ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise SystemFailure(f"open {path}: {os.strerror(err)}", err)
+    return int(fd)
 
 
 def syscall_raw(number: int, *args: object) -> int:

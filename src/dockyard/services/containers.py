@@ -305,7 +305,7 @@ class ContainerService:
     def _files(self, cid: str) -> dict[str, str]:
         return {name: os.path.join(self.dir(cid), name) for name in ("hostname", "hosts", "resolv.conf")}
 
-    async def _mount_rootfs(self, c: Container) -> str:
+    async def mount_rootfs(self, c: Container) -> str:
         from dockyard.snapshot.mount import mount_all
 
         rootfs = os.path.join(self.bundle(c.id), "rootfs")
@@ -315,7 +315,7 @@ class ContainerService:
             await asyncio.to_thread(mount_all, mounts, rootfs)
         return rootfs
 
-    async def _unmount_rootfs(self, cid: str) -> None:
+    async def unmount_rootfs(self, cid: str) -> None:
         from dockyard.snapshot.mount import unmount
 
         rootfs = os.path.join(self.bundle(cid), "rootfs")
@@ -325,7 +325,7 @@ class ContainerService:
     async def _write_bundle(self, c: Container, image_config: dict[str, Any]) -> None:
         from dockyard.services import specgen
 
-        rootfs = await self._mount_rootfs(c)
+        rootfs = await self.mount_rootfs(c)
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, None, self.daemon_config.init_path)
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
@@ -422,7 +422,7 @@ class ContainerService:
         except Exception as e:  # noqa: BLE001 - it may be gone already
             log.debug("container %s: delete in the supervisor: %s", c.id[:12], e)
         try:
-            await self._unmount_rootfs(c.id)
+            await self.unmount_rootfs(c.id)
         except Exception as e:  # noqa: BLE001 - logged; remove retries
             log.warning("container %s: unmount: %s", c.id[:12], e)
         self.save(c)
@@ -599,7 +599,7 @@ class ContainerService:
                 fut.set_result(c.state.exit_code)
 
     async def _cleanup_files(self, cid: str) -> None:
-        await self._unmount_rootfs(cid)
+        await self.unmount_rootfs(cid)
         try:
             await asyncio.to_thread(self.images.store.remove_container, cid)
         except NotFound:
@@ -617,6 +617,67 @@ class ContainerService:
         c.name = new_name
         self.save(c)
         self._event("rename", c, {"oldName": "/" + old})
+
+    async def prune(self, keep: Any = None) -> tuple[list[str], int]:
+        """Remove every stopped container (that `keep(c)` does not keep); (IDs, bytes reclaimed)."""
+        removed: list[str] = []
+        reclaimed = 0
+        for c in list(self.containers.values()):
+            if c.state.status not in ("exited", "created", "dead") or (keep is not None and keep(c)):
+                continue
+            try:
+                reclaimed += await asyncio.to_thread(self.images.store.snapshots.usage, c.id)
+            except Exception:  # noqa: BLE001 - the size is informational
+                pass
+            try:
+                await self.remove(c.id)
+            except (WrongState, NotFound) as e:
+                log.info("prune: container %s kept: %s", c.id[:12], e)
+                continue
+            removed.append(c.id)
+        return removed, reclaimed
+
+    _UPDATABLE = ("CpuShares", "Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "CpuPeriod", "CpuQuota",
+                  "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "BlkioWeight", "PidsLimit",
+                  "KernelMemory", "RestartPolicy")
+
+    async def update(self, ref: str, changes: dict[str, Any]) -> list[str]:
+        """`docker update`: new resource limits (applied at once when running) or restart policy."""
+        from dockyard.services import specgen
+        from dockyard.services.model import HostConfig
+
+        c = self.get(ref)
+        unknown = sorted(k for k, v in changes.items() if k not in self._UPDATABLE and v not in (None, 0, "", [], {}))
+        if unknown:
+            raise InvalidArgument(f"cannot update: {', '.join(unknown)} (only resources and the restart policy)")
+        async with self.lock(c.id):
+            new = dict(c.host_config)
+            for key, value in changes.items():
+                # Docker's clients send every field; zero means "leave as it is"
+                if key in self._UPDATABLE and value not in (None, "", 0):
+                    new[key] = value
+            if "RestartPolicy" in changes:
+                _restart_policy_check(new)
+            res = specgen.resources(HostConfig.from_docker(new))
+            if c.state.status in ("running", "paused"):
+                await self._runtime_update(c, res)
+            c.host_config = new
+            self.save(c)
+        self._event("update", c)
+        return []
+
+    async def _runtime_update(self, c: Container, res: dict[str, Any]) -> None:
+        res = {k: v for k, v in res.items() if k != "devices"}
+        spec_file = os.path.join(self.dir(c.id), "update.json")
+        write_json_atomic(spec_file, res, 0o600)
+        runtime = self.daemon_config.runtime_path(c.runtime)
+        proc = await asyncio.create_subprocess_exec(runtime, "--root", self.runtime_root, "update", "--resources",
+                                                    spec_file, c.id, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        os.unlink(spec_file)
+        if proc.returncode != 0:
+            raise InvalidArgument(f"Cannot update container {c.id}: {(err or out).decode(errors='replace').strip()}")
 
     # --- stdio, resize, top, stats ------------------------------------------------------
 

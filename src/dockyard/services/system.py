@@ -47,7 +47,7 @@ def _os_release() -> tuple[str, str]:
     return values.get("PRETTY_NAME", "Linux"), values.get("VERSION_ID", "")
 
 
-def _mem_total() -> int:
+def mem_total() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -91,6 +91,6 @@ class SystemService:
         return EngineInfo(
             id=self.id, version=__version__, kernel_version=uname.release, os="linux",
             arch=GO_ARCH.get(uname.machine, uname.machine), operating_system=pretty, os_version=version,
-            ncpu=os.cpu_count() or 1, mem_total=_mem_total(), name=platform.node(), cgroup_version=cgroup_version(),
+            ncpu=os.cpu_count() or 1, mem_total=mem_total(), name=platform.node(), cgroup_version=cgroup_version(),
             data_root=self.data_root, exec_root=self.exec_root, default_runtime=self.default_runtime,
             runtimes=dict(self.runtimes), warnings=[f"WARNING: {NETWORK_NOTE}"])

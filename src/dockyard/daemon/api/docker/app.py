@@ -31,6 +31,7 @@ class Backend:
     images: Any = None
     containers: Any = None
     execs: Any = None
+    containerfs: Any = None
 
 
 def backend(request: web.Request) -> Backend:
@@ -97,7 +98,7 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_app(services: Backend) -> web.Application:
-    from dockyard.daemon.api.docker import containers, exec as exec_routes, images, system
+    from dockyard.daemon.api.docker import containerfs, containers, exec as exec_routes, images, system
 
     app = web.Application(middlewares=[api_middleware], client_max_size=0)
     app[BACKEND] = services
@@ -106,5 +107,6 @@ def build_app(services: Backend) -> web.Application:
     system.register(router)
     images.register(router)
     containers.register(router)
+    containerfs.register(router)
     exec_routes.register(router)
     return app

@@ -28,16 +28,47 @@ def _command(c: Container) -> str:
     return " ".join([c.path, *c.args])
 
 
+def human_duration(seconds: float) -> str:
+    """Docker's rough durations ("3 seconds", "About a minute", "2 hours")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
 def _state_text(c: Container) -> str:
     s = c.state
-    if s.status == "running":
-        return "Up"
-    if s.status == "paused":
-        return "Up (Paused)"
+    now = time.time()
+    if s.status in ("running", "paused"):
+        text = "Up " + human_duration(now - parse_rfc3339(s.started_at))
+        if s.status == "paused":
+            text += " (Paused)"
+        return text
+    ago = human_duration(now - parse_rfc3339(s.finished_at)) + " ago"
     if s.status == "restarting":
-        return f"Restarting ({s.exit_code})"
+        return f"Restarting ({s.exit_code}) {ago}"
     if s.status == "exited":
-        return f"Exited ({s.exit_code})"
+        return f"Exited ({s.exit_code}) {ago}"
     return s.status.capitalize()
 
 
@@ -247,9 +278,17 @@ def _docker_stats(c: Container, raw: dict[str, Any], previous: dict[str, Any] | 
         "num_procs": 0, "storage_stats": {},
         "cpu_stats": cpu_stats, "precpu_stats": previous or {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
         "memory_stats": {"usage": mem_usage.get("usage", 0), "max_usage": mem_usage.get("max", 0),
-                         "limit": mem_usage.get("limit", 0), "stats": mem.get("raw") or mem.get("stats") or {}},
+                         "limit": _memory_limit(mem_usage.get("limit", 0)), "stats": mem.get("raw") or mem.get("stats") or {}},
         "networks": {},
     }
+
+
+def _memory_limit(cgroup_limit: int) -> int:
+    """Docker shows the host's memory when the container has no (or a larger) limit."""
+    from dockyard.services.system import mem_total
+
+    host = mem_total()
+    return min(cgroup_limit, host) if cgroup_limit and host else (cgroup_limit or host)
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
@@ -345,8 +384,39 @@ async def attach_ws(request: web.Request) -> web.Response:
     raise InvalidArgument("attach over websocket is not implemented")
 
 
+async def prune(request: web.Request) -> web.Response:
+    f = filters(request)
+    until = timestamp((f.get("until") or [None])[0])
+    label_rules = f.get("label", [])
+    not_label_rules = f.get("label!", [])
+
+    def keep(c: Container) -> bool:
+        if until is not None and parse_rfc3339(c.created) >= until:
+            return True
+        labels = c.config.get("Labels") or {}
+        for rule in label_rules:
+            key, sep, value = rule.partition("=")
+            if key not in labels or (sep and labels[key] != value):
+                return True
+        for rule in not_label_rules:
+            key, sep, value = rule.partition("=")
+            if key in labels and (not sep or labels[key] == value):
+                return True
+        return False
+
+    removed, reclaimed = await backend(request).containers.prune(keep)
+    return json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": reclaimed})
+
+
+async def update(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    warnings = await backend(request).containers.update(request.match_info["id"], body)
+    return json_response({"Warnings": warnings})
+
+
 def register(router: Router) -> None:
     router.add("POST", "/containers/create", create)
+    router.add("POST", "/containers/prune", prune)
     router.add("GET", "/containers/json", list_containers)
     router.add("GET", "/containers/{id}/json", inspect)
     router.add("POST", "/containers/{id}/start", start)
@@ -358,6 +428,7 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("DELETE", "/containers/{id}", remove)
     router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/stats", stats)

@@ -1,16 +1,18 @@
-"""/_ping, /version, /info, /events."""
+"""/_ping, /version, /info, /events, /system/df."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from aiohttp import web
 
-from dockyard.daemon.api.docker.app import Router, backend, json_response
+from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import filters, timestamp
 from dockyard.daemon.api.docker.version import API_VERSION, MIN_API_VERSION
+from dockyard.errors import DockyardError
 from dockyard.services.events import Event
 
 PING_HEADERS = {
@@ -137,9 +139,45 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def disk_usage(request: web.Request) -> web.Response:
+    """`docker system df`: images (with how many containers use each), containers (their writable
+    layer's size), no volumes or build cache yet."""
+    from dockyard.daemon.api.docker import containers as container_routes, images as image_routes
+
+    services = backend(request)
+    version = api_version(request)
+    store = services.images.store
+    users: dict[str, int] = {}
+    for c in services.containers.list() if services.containers is not None else []:
+        users[c.image_id] = users.get(c.image_id, 0) + 1
+    images_out = []
+    layer_sizes: dict[str, int] = {}
+    for image in await services.images.list():
+        try:
+            d = await services.images.details(str(image.id))
+        except DockyardError:
+            continue
+        item = image_routes.summary(d, version)
+        item["Containers"] = users.get(str(image.id), 0)
+        images_out.append(item)
+        for diff_id, size in zip(d.config.diff_ids, d.layer_sizes):
+            layer_sizes[str(diff_id)] = size
+    containers_out = []
+    for c in services.containers.list() if services.containers is not None else []:
+        item = container_routes.summary(c)
+        try:
+            item["SizeRw"] = await asyncio.to_thread(store.snapshots.usage, c.id)
+        except DockyardError:
+            item["SizeRw"] = 0
+        containers_out.append(item)
+    return json_response({"LayersSize": sum(layer_sizes.values()), "Images": images_out, "Containers": containers_out,
+                          "Volumes": [], "BuildCache": []})
+
+
 def register(router: Router) -> None:
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
+    router.add("GET", "/system/df", disk_usage)
     router.add("GET", "/events", events)

@@ -1,0 +1,259 @@
+"""dockyardd driven by the real docker CLI: the rest of the issue's container command list.
+
+run flags (-i piped, -e, -w, -u, --entrypoint, -v bind, --memory, --cpus, --pids-limit,
+--restart, --read-only, --hostname), logs -f/--tail, start/restart/pause/unpause/rename,
+stats, cp both ways (and its symlink safety), diff, export, commit, update, prune, system df,
+events.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from test_dockyardd_api import Names, daemon, docker, explain, names, needs_containers  # noqa: F401
+from docker_engine import docker_cli
+from dockyardd import Dockyardd
+
+pytestmark = [pytest.mark.root, needs_containers]
+
+
+def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# --- run flags ------------------------------------------------------------------------------
+
+def test_run_piped_stdin_env_workdir_user(daemon: Dockyardd) -> None:
+    r = docker(daemon, "run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z", input="piped text\n")
+    assert r.ok and r.stdout == "PIPED TEXT\n", explain(daemon, r)
+    r = docker(daemon, "run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "-u", "1000:1000", "busybox",
+               "sh", "-c", 'echo "$GREETING $(pwd) $(id -u):$(id -g)"')
+    assert r.ok and r.stdout == "hi /tmp 1000:1000\n", explain(daemon, r)
+    r = docker(daemon, "run", "--rm", "--entrypoint", "/bin/echo", "busybox", "via", "entrypoint")
+    assert r.ok and r.stdout == "via entrypoint\n", explain(daemon, r)
+
+
+def test_run_bind_mount(daemon: Dockyardd, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("from the host\n")
+    r = docker(daemon, "run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
+               "cat /data/in.txt; echo back > /data/out.txt")
+    assert r.ok and r.stdout == "from the host\n", explain(daemon, r)
+    assert (tmp_path / "out.txt").read_text() == "back\n"
+    r = docker(daemon, "run", "--rm", "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c", "echo x > /data/no")
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_run_resources_read_only_hostname(daemon: Dockyardd) -> None:
+    r = docker(daemon, "run", "--rm", "--memory", "32m", "--cpus", "0.5", "--pids-limit", "12", "busybox", "sh", "-c",
+               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+               "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    assert r.ok, explain(daemon, r)
+    assert r.stdout.split() == [str(32 << 20), "12", "50000", "100000"]
+    r = docker(daemon, "run", "--rm", "--read-only", "--hostname", "shipyard", "busybox", "sh", "-c",
+               "hostname; touch /x 2>&1; echo $?")
+    assert r.ok, explain(daemon, r)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "shipyard" and "Read-only file system" in lines[1] and lines[2] == "1"
+
+
+def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
+    assert r.ok, explain(daemon, r)
+
+    def settled() -> bool:
+        info = daemon.inspect(name)
+        return info["RestartCount"] == 2 and info["State"]["Status"] == "exited"
+
+    assert _wait_for(settled, 20), daemon.inspect(name)
+    assert daemon.inspect(name)["State"]["ExitCode"] == 3
+
+
+def test_restart_policy_always_until_stopped(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "sleep 0.2").check()
+    assert _wait_for(lambda: daemon.inspect(name)["RestartCount"] >= 2, 20)
+    assert docker(daemon, "stop", "-t", "1", name).ok
+    count = daemon.inspect(name)["RestartCount"]
+    time.sleep(1)
+    info = daemon.inspect(name)
+    assert info["State"]["Running"] is False and info["RestartCount"] == count
+
+
+# --- logs, lifecycle ------------------------------------------------------------------------
+
+def test_logs_follow_and_tail(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "busybox", "sh", "-c",
+           "for i in 1 2 3; do echo line$i; done; sleep 1; echo late; sleep 60").check()
+    assert _wait_for(lambda: "line3" in docker(daemon, "logs", name).stdout)
+    r = docker(daemon, "logs", "--tail", "2", name)
+    assert r.stdout == "line2\nline3\n", explain(daemon, r)
+    proc = subprocess.Popen([docker_cli(), "logs", "-f", "--tail", "1", name], stdout=subprocess.PIPE, text=True,
+                            env=daemon.env())
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "line3\n"
+        assert proc.stdout.readline() == "late\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_start_restart_pause_rename(daemon: Dockyardd, names: Names) -> None:
+    name, renamed = names.new(), names.new()
+    docker(daemon, "create", "--name", name, "busybox", "sleep", "60").check()
+    assert daemon.inspect(name)["State"]["Status"] == "created"
+    assert docker(daemon, "start", name).ok
+    pid = daemon.inspect(name)["State"]["Pid"]
+    assert docker(daemon, "pause", name).ok
+    ps = docker(daemon, "ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+    assert "(Paused)" in ps and daemon.inspect(name)["State"]["Paused"] is True
+    assert docker(daemon, "unpause", name).ok
+    assert daemon.inspect(name)["State"]["Paused"] is False
+    assert docker(daemon, "restart", "-t", "1", name).ok
+    info = daemon.inspect(name)
+    assert info["State"]["Running"] and info["State"]["Pid"] != pid
+    assert docker(daemon, "rename", name, renamed).ok
+    assert daemon.inspect(renamed)["Name"] == f"/{renamed}"
+    assert not docker(daemon, "inspect", name).ok
+    r = docker(daemon, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", renamed)
+    assert r.ok and r.stdout.split() == [renamed, "1"], explain(daemon, r)
+    assert docker(daemon, "rm", "-f", renamed).ok
+
+
+# --- filesystem -----------------------------------------------------------------------------
+
+def test_cp_both_ways(daemon: Dockyardd, names: Names, tmp_path: Path) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "busybox", "sleep", "60").check()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "sub" / "b.txt").write_text("beta\n")
+    os.chmod(src / "a.txt", 0o640)
+    assert docker(daemon, "cp", str(src / "a.txt"), f"{name}:/tmp/").ok
+    assert docker(daemon, "cp", str(src), f"{name}:/tmp/tree").ok
+    r = docker(daemon, "exec", name, "sh", "-c", "cat /tmp/a.txt /tmp/tree/sub/b.txt; stat -c '%a %u' /tmp/a.txt")
+    assert r.stdout == "alpha\nbeta\n640 0\n", explain(daemon, r)
+    out = tmp_path / "out"
+    assert docker(daemon, "cp", f"{name}:/tmp/tree", str(out)).ok
+    assert (out / "sub" / "b.txt").read_text() == "beta\n"
+    assert docker(daemon, "cp", f"{name}:/etc/passwd", str(tmp_path / "passwd")).ok
+    assert (tmp_path / "passwd").read_text().startswith("root:")
+    r = docker(daemon, "cp", f"{name}:/no/such/file", str(tmp_path / "x"))
+    assert r.returncode != 0 and "Could not find the file /no/such/file" in r.stderr
+    # a stopped container's filesystem is reachable too
+    docker(daemon, "stop", "-t", "0", name).check()
+    assert docker(daemon, "cp", f"{name}:/tmp/a.txt", str(tmp_path / "after-stop.txt")).ok
+    assert (tmp_path / "after-stop.txt").read_text() == "alpha\n"
+
+
+def test_cp_symlinks_stay_inside_the_container(daemon: Dockyardd, names: Names, tmp_path: Path) -> None:
+    """Symlinks planted in the container resolve inside its root, never on the host."""
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "busybox", "sh", "-c",
+           f"ln -s / /escape; ln -s {tmp_path} /hostdir; ln -s ../../../../../../etc/hostname /rel; sleep 60").check()
+    assert _wait_for(lambda: docker(daemon, "exec", name, "test", "-L", "/rel").ok)
+    (tmp_path / "payload").write_text("payload\n")
+    # into the container through a symlink to /: lands in the container's /, not the host's
+    assert docker(daemon, "cp", str(tmp_path / "payload"), f"{name}:/escape/").ok
+    assert docker(daemon, "exec", name, "cat", "/payload").stdout == "payload\n"
+    # a symlink naming a host directory: inside the container that path does not exist
+    r = docker(daemon, "cp", str(tmp_path / "payload"), f"{name}:/hostdir/planted")
+    assert not (tmp_path / "planted").exists(), explain(daemon, r)
+    # reading a symlink that climbs with ..: the container's own /etc/hostname
+    r = docker(daemon, "cp", "-L", f"{name}:/rel", str(tmp_path / "hostname-copy"))
+    assert r.ok, explain(daemon, r)
+    assert (tmp_path / "hostname-copy").read_text() == docker(daemon, "exec", name, "cat", "/etc/hostname").stdout
+
+
+def test_cp_refuses_device_nodes(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "busybox", "sleep", "60").check()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ti = tarfile.TarInfo("evil-dev")
+        ti.type, ti.devmajor, ti.devminor = tarfile.BLKTYPE, 8, 0
+        tar.addfile(ti)
+    r = daemon.docker("cp", "-", f"{name}:/tmp/", input=buf.getvalue())
+    assert r.returncode != 0 and "device" in r.stderr, explain(daemon, r)
+    assert not docker(daemon, "exec", name, "test", "-e", "/tmp/evil-dev").ok
+
+
+def test_diff_export_commit(daemon: Dockyardd, names: Names, tmp_path: Path) -> None:
+    name = names.new()
+    docker(daemon, "run", "--name", name, "busybox", "sh", "-c",
+           "mkdir /newdir && echo data > /newdir/file && rm /etc/group && echo x >> /etc/passwd").check()
+    diff = docker(daemon, "diff", name).stdout.splitlines()
+    assert set(diff) == {"A /newdir", "A /newdir/file", "C /etc", "D /etc/group", "C /etc/passwd"}, diff
+    export = subprocess.run([docker_cli(), "export", name], capture_output=True, env=daemon.env(), timeout=60)
+    assert export.returncode == 0, export.stderr
+    with tarfile.open(fileobj=io.BytesIO(export.stdout)) as tar:
+        members = set(tar.getnames())
+    assert "newdir/file" in members and "bin/busybox" in members and "etc/group" not in members
+    image = f"committed-{name}:v1"
+    r = docker(daemon, "commit", "-c", "ENV COMMITTED=yes", "-m", "a message", name, image)
+    assert r.ok and r.stdout.startswith("sha256:"), explain(daemon, r)
+    try:
+        r = docker(daemon, "run", "--rm", image, "sh", "-c", "cat /newdir/file; echo $COMMITTED")
+        assert r.stdout == "data\nyes\n", explain(daemon, r)
+        history = docker(daemon, "history", "--format", "{{.Comment}}", image).stdout.splitlines()
+        assert history[0] == "a message"
+    finally:
+        docker(daemon, "rmi", image)
+
+
+def test_update_resources_and_restart_policy(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "busybox", "sleep", "60").check()
+    r = docker(daemon, "update", "--memory", "48m", "--memory-swap", "96m", "--pids-limit", "20", name)
+    assert r.ok, explain(daemon, r)
+    r = docker(daemon, "exec", name, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max")
+    assert r.stdout.split() == [str(48 << 20), "20"], explain(daemon, r)
+    assert docker(daemon, "update", "--restart", "unless-stopped", name).ok
+    host = daemon.inspect(name)["HostConfig"]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped" and host["Memory"] == 48 << 20
+
+
+def test_container_prune_and_system_df(daemon: Dockyardd, names: Names) -> None:
+    keep, gone = names.new(), names.new()
+    docker(daemon, "run", "-d", "--name", keep, "busybox", "sleep", "60").check()
+    docker(daemon, "run", "--name", gone, "busybox", "sh", "-c", "echo x > /f").check()
+    df = docker(daemon, "system", "df", "--format", "{{json .}}")
+    assert df.ok, explain(daemon, df)
+    rows = {row["Type"]: row for row in map(json.loads, df.stdout.splitlines())}
+    assert int(rows["Containers"]["TotalCount"]) >= 2 and int(rows["Images"]["TotalCount"]) >= 1
+    r = docker(daemon, "container", "prune", "-f")
+    assert r.ok, explain(daemon, r)
+    ids = docker(daemon, "ps", "-aq", "--no-trunc").stdout.split()
+    assert daemon.inspect(keep)["Id"] in ids
+    assert not docker(daemon, "inspect", gone).ok
+
+
+def test_events_stream(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    since = str(time.time() - 1)
+    docker(daemon, "run", "--name", name, "busybox", "true").check()
+    r = docker(daemon, "events", "--since", since, "--until", str(time.time() + 1), "--filter", f"container={name}",
+               "--format", "{{.Action}}")
+    assert r.ok, explain(daemon, r)
+    actions = r.stdout.split()
+    assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions
+    assert "start" in actions and "die" in actions
