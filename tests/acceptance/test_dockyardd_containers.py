@@ -257,3 +257,19 @@ def test_events_stream(daemon: Dockyardd, names: Names) -> None:
     actions = r.stdout.split()
     assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions
     assert "start" in actions and "die" in actions
+
+
+def test_health_check_flags(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "run", "-d", "--name", name, "--health-cmd", "test -e /tmp/ok", "--health-interval", "1s",
+           "--health-retries", "2", "busybox", "sleep", "60").check()
+    assert _wait_for(lambda: daemon.inspect(name)["State"]["Health"]["Status"] == "unhealthy", 15)
+    ps = docker(daemon, "ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+    assert ps.strip().endswith("(unhealthy)"), ps
+    docker(daemon, "exec", name, "touch", "/tmp/ok").check()
+    assert _wait_for(lambda: daemon.inspect(name)["State"]["Health"]["Status"] == "healthy", 15)
+    health = daemon.inspect(name)["State"]["Health"]
+    assert health["FailingStreak"] == 0 and health["Log"][-1]["ExitCode"] == 0
+    r = docker(daemon, "events", "--since", "60s", "--until", str(time.time() + 1), "--filter", f"container={name}",
+               "--filter", "event=health_status", "--format", "{{.Action}}")
+    assert r.stdout.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], r.stdout

@@ -27,6 +27,7 @@ class Daemon:
         self._reload = reload
         self.runner: web.AppRunner | None = None
         self.backend = Backend()
+        self.health: Any = None
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -53,11 +54,13 @@ class Daemon:
         from dockyard.services.containerfs import ContainerFilesystem
         from dockyard.services.containers import ContainerService
         from dockyard.services.exec import ExecService
+        from dockyard.services.health import HealthService
 
         containers = ContainerService(self.config, images, events)
         self.backend.containers = containers
         self.backend.execs = ExecService(containers, events)
         self.backend.containerfs = ContainerFilesystem(containers)
+        self.health = HealthService(containers, self.backend.execs)
         try:
             await containers.restore()
         except ImportError as e:
@@ -113,6 +116,8 @@ class Daemon:
         log.info("shutting down (containers keep running)")
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.health is not None:
+            await self.health.close()
         if self.backend.containers is not None:
             await self.backend.containers.close()
         if self.backend.images is not None:

@@ -32,6 +32,7 @@ import signal as signals
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
@@ -76,6 +77,7 @@ class State:
     oom_killed: bool = False
     restart_count: int = 0
     manually_stopped: bool = False
+    health: dict[str, Any] | None = None   # Docker's State.Health, when the container has a health check
 
     @property
     def running(self) -> bool:
@@ -151,6 +153,7 @@ class ContainerService:
         self._remove_waiters: dict[str, list[asyncio.Future[int]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._shim: Any = None
+        self.on_started: list[Callable[[Container], None]] = []  # e.g. the health monitor
         images.set_users(self.image_users)
 
     # --- the supervisor -----------------------------------------------------------------
@@ -380,8 +383,17 @@ class ContainerService:
         c.state.error = ""
         c.state.exit_code = 0
         c.state.oom_killed = False
+        c.state.health = None
         self.save(c)
         self._event("start", c)
+        self._started(c)
+
+    def _started(self, c: Container) -> None:
+        for hook in self.on_started:
+            try:
+                hook(c)
+            except Exception:  # noqa: BLE001 - a hook must not fail a start
+                log.exception("container %s: start hook failed", c.id[:12])
 
     def _watch(self, c: Container) -> None:
         old = self._monitors.get(c.id)
@@ -786,6 +798,8 @@ class ContainerService:
                 c.state.pid = s.pid
                 self.save(c)
                 self._watch(c)
+                if c.state.status in ("running", "paused"):
+                    self._started(c)
 
 
 async def _shim_state(shim: Any, cid: str) -> Any:
@@ -833,6 +847,14 @@ def _merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[s
     for key in ("WorkingDir", "User", "StopSignal"):
         if not config.get(key) and image.get(key):
             out[key] = image[key]
+    health = dict(config.get("Healthcheck") or {})
+    if image.get("Healthcheck"):
+        # Docker: the image's check, with the request's non-zero fields on top
+        merged = dict(image["Healthcheck"])
+        merged.update({k: v for k, v in health.items() if v})
+        health = merged
+    if health:
+        out["Healthcheck"] = health
     labels = dict(image.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     out["Labels"] = labels

@@ -84,6 +84,13 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return record
 
+    def forget(self, exec_id: str) -> None:
+        """Drop a finished exec's record (health probes do, so that they do not pile up)."""
+        record = self.execs.get(exec_id)
+        if record is not None and not record.running:
+            del self.execs[exec_id]
+            self._done.pop(exec_id, None)
+
     def of(self, container_id: str) -> list[str]:
         return [e.id for e in self.execs.values() if e.container_id == container_id]
 

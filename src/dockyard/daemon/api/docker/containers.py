@@ -63,6 +63,9 @@ def _state_text(c: Container) -> str:
         text = "Up " + human_duration(now - parse_rfc3339(s.started_at))
         if s.status == "paused":
             text += " (Paused)"
+        elif s.health:
+            status = s.health.get("Status")
+            text += " (health: starting)" if status == "starting" else f" ({status})"
         return text
     ago = human_duration(now - parse_rfc3339(s.finished_at)) + " ago"
     if s.status == "restarting":
@@ -88,7 +91,8 @@ def inspect_json(c: Container, service: Any) -> dict[str, Any]:
         "State": {"Status": s.status, "Running": s.status in ("running", "paused"), "Paused": s.status == "paused",
                   "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed, "Dead": s.status == "dead",
                   "Pid": s.pid if s.status in ("running", "paused") else 0, "ExitCode": s.exit_code, "Error": s.error,
-                  "StartedAt": s.started_at, "FinishedAt": s.finished_at},
+                  "StartedAt": s.started_at, "FinishedAt": s.finished_at,
+                  **({"Health": s.health} if s.health else {})},
         "Image": c.image_id, "ResolvConfPath": os.path.join(service.dir(c.id), "resolv.conf"),
         "HostnamePath": os.path.join(service.dir(c.id), "hostname"),
         "HostsPath": os.path.join(service.dir(c.id), "hosts"), "LogPath": service.log_path(c.id),
