@@ -273,3 +273,37 @@ def test_health_check_flags(daemon: Dockyardd, names: Names) -> None:
     r = docker(daemon, "events", "--since", "60s", "--until", str(time.time() + 1), "--filter", f"container={name}",
                "--filter", "event=health_status", "--format", "{{.Action}}")
     assert r.stdout.split("\n")[:2] == ["health_status: unhealthy", "health_status: healthy"], r.stdout
+
+
+def test_log_options_and_rotation_followed(daemon: Dockyardd, names: Names) -> None:
+    r = docker(daemon, "run", "--rm", "--log-driver", "syslog", "busybox", "true")
+    assert r.returncode == 125 and "not supported" in r.stderr
+    r = docker(daemon, "run", "--rm", "--log-opt", "colour=blue", "busybox", "true")
+    assert r.returncode == 125 and "unknown log opt" in r.stderr
+    name = names.new()
+    # ~40 KB of log in 4 KB files, 20 kept: everything stays on disk, spread over many rotations
+    docker(daemon, "run", "-d", "--name", name, "--log-opt", "max-size=4k", "--log-opt", "max-file=20", "busybox",
+           "sh", "-c", "sleep 1; i=1; while [ $i -le 600 ]; do echo line $i; i=$((i+1)); done; sleep 60").check()
+    assert daemon.inspect(name)["HostConfig"]["LogConfig"] == {"Type": "json-file",
+                                                               "Config": {"max-size": "4k", "max-file": "20"}}
+    proc = subprocess.Popen([docker_cli(), "logs", "-f", name], stdout=subprocess.PIPE, text=True, env=daemon.env())
+    try:
+        assert proc.stdout is not None
+        seen = [proc.stdout.readline() for _ in range(600)]
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert seen == [f"line {i}\n" for i in range(1, 601)]
+    log_path = Path(daemon.inspect(name)["LogPath"])
+    assert log_path.with_name(log_path.name + ".1").exists()
+    assert max(p.stat().st_size for p in log_path.parent.glob(log_path.name + "*")) <= 4096
+    assert docker(daemon, "logs", "--tail", "1", name).stdout == "line 600\n"
+
+
+def test_default_log_limits(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    docker(daemon, "create", "--name", name, "busybox", "true").check()
+    assert daemon.inspect(name)["HostConfig"]["LogConfig"] == {"Type": "json-file",
+                                                               "Config": {"max-size": "20m", "max-file": "5"}}

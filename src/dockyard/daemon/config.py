@@ -29,6 +29,7 @@ class DaemonConfig:
     log_level: str = "info"
     config_file: str | None = None
     init_path: str | None = field(default_factory=lambda: find_init())
+    log_opts: dict[str, str] = field(default_factory=dict)  # daemon.json "log-opts" for json-file
 
     @property
     def socket_paths(self) -> list[str]:
@@ -102,7 +103,8 @@ def _from_file(path: str) -> dict[str, object]:
         raise InvalidArgument(f"config file {path}: invalid JSON: {e}") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"config file {path}: not a JSON object")
-    known = {"hosts", "data-root", "exec-root", "pidfile", "default-runtime", "runtimes", "log-level", "debug"}
+    known = {"hosts", "data-root", "exec-root", "pidfile", "default-runtime", "runtimes", "log-level", "debug",
+             "log-driver", "log-opts"}
     unknown = sorted(set(value) - known)
     if unknown:
         raise InvalidArgument(f"config file {path}: unsupported keys: {', '.join(unknown)}")
@@ -144,6 +146,13 @@ def load(args: argparse.Namespace) -> DaemonConfig:
     if level not in LOG_LEVELS:
         raise InvalidArgument(f"invalid log level {level!r}")
     cfg.log_level = str(level)
+    driver = file.get("log-driver") or "json-file"
+    if driver != "json-file":
+        raise InvalidArgument(f"config file: log-driver {driver!r} is not supported (json-file)")
+    log_opts = file.get("log-opts") or {}
+    if not isinstance(log_opts, dict) or any(k not in ("max-size", "max-file") for k in log_opts):
+        raise InvalidArgument("config file: log-opts supports max-size and max-file")
+    cfg.log_opts = {str(k): str(v) for k, v in log_opts.items()}
     for host in cfg.hosts:
         unix_path(host)
     return cfg

@@ -250,6 +250,8 @@ class ContainerService:
         runtime = host_config.get("Runtime") or self.daemon_config.default_runtime
         self.daemon_config.runtime_path(runtime)
         _, max_retries = _restart_policy_check(host_config)
+        host_config = dict(host_config)
+        host_config["LogConfig"] = _log_config(host_config.get("LogConfig"), getattr(self.daemon_config, "log_opts", {}))
         image = await self.images.resolve(image_name)
         details = await self.images.details(str(image.id))
         image_config = details.container_config
@@ -339,11 +341,13 @@ class ContainerService:
             image_config = (await self.images.details(c.image_id)).container_config
         await self._write_bundle(c, image_config)
         shim = await self.shim()
-        log_cfg = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        log_config = c.host_config.get("LogConfig") or {}
+        log_opts = log_config.get("Config") or {}
+        log_path = "" if log_config.get("Type") == "none" else self.log_path(c.id)
         pid = await shim.create(c.id, bundle=self.bundle(c.id), runtime=self.daemon_config.runtime_path(c.runtime),
                                 runtime_root=self.runtime_root, tty=c.tty, stdin=bool(c.config.get("OpenStdin")),
-                                log_path=self.log_path(c.id), log_max_size=_size(log_cfg.get("max-size", "0")),
-                                log_max_files=int(log_cfg.get("max-file", "1") or 1))
+                                log_path=log_path, log_max_size=_size(log_opts.get("max-size", "0")),
+                                log_max_files=int(log_opts.get("max-file", "1") or 1))
         c.state.pid = pid
         self._watch(c)
 
@@ -812,10 +816,40 @@ async def _shim_state(shim: Any, cid: str) -> Any:
 def _size(text: str | int) -> int:
     if isinstance(text, int):
         return text
+    if str(text).strip() in ("-1", "0", ""):
+        return 0
     m = re.fullmatch(r"(\d+)([kKmMgG]?)[bB]?", str(text).strip())
     if not m:
         raise InvalidArgument(f"invalid log max-size {text!r}")
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+LOG_DRIVERS = ("json-file", "none")
+LOG_OPTS = ("max-size", "max-file")
+# Docker's json-file grows without bound by default; here logs are capped unless configured:
+# 5 files of 20 MB (Docker's `local` driver's defaults).
+DEFAULT_LOG_OPTS = {"max-size": "20m", "max-file": "5"}
+
+
+def _log_config(value: dict[str, Any] | None, daemon_opts: dict[str, str] | None = None) -> dict[str, Any]:
+    """The effective LogConfig: json-file (or none) with max-size/max-file, defaults filled in."""
+    value = value or {}
+    driver = value.get("Type") or "json-file"
+    if driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"logging driver {driver!r} is not supported (supported: {', '.join(LOG_DRIVERS)})")
+    opts = {str(k): str(v) for k, v in (value.get("Config") or {}).items()}
+    unknown = sorted(k for k in opts if k not in LOG_OPTS)
+    if unknown:
+        raise InvalidArgument(f"unknown log opt '{unknown[0]}' for {driver} log driver (supported: {', '.join(LOG_OPTS)})")
+    if driver == "none":
+        return {"Type": "none", "Config": {}}
+    merged = {**DEFAULT_LOG_OPTS, **(daemon_opts or {}), **opts}
+    size = _size(merged["max-size"])
+    if not merged["max-file"].isdigit() or int(merged["max-file"]) < 1:
+        raise InvalidArgument(f"invalid max-file {merged['max-file']!r}: a positive number")
+    if size <= 0:
+        merged.pop("max-size")  # "-1"/"0": unlimited, as the user asked
+    return {"Type": "json-file", "Config": merged}
 
 
 def _restart_policy_check(host_config: dict[str, Any]) -> tuple[str, int]:

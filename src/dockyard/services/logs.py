@@ -101,6 +101,32 @@ class LogReader:
         held = os.fstat(self._file.fileno())
         return (st.st_ino, st.st_dev) != (held.st_ino, held.st_dev) or st.st_size < self._file.tell()
 
+    def _open_next(self) -> None:
+        """After a rotation: the file written after the one we finished. With several rotations
+        since, that is one of the rotated files (path.K), not the current log: skipping to the
+        current one would lose everything in between."""
+        held = os.fstat(self._file.fileno()) if self._file is not None else None
+        truncated = held is not None and os.path.exists(self.path) and \
+            (os.stat(self.path).st_ino, os.stat(self.path).st_dev) == (held.st_ino, held.st_dev)
+        self.close()
+        if held is not None and not truncated:
+            chain = rotated_files(self.path) + [self.path]  # oldest first
+            for i, name in enumerate(chain):
+                try:
+                    st = os.stat(name)
+                except FileNotFoundError:
+                    continue
+                if (st.st_ino, st.st_dev) == (held.st_ino, held.st_dev):
+                    for following in chain[i + 1:]:
+                        try:
+                            self._file = open(following, "rb")  # noqa: SIM115 - kept open while following
+                            self._partial = b""
+                            return
+                        except FileNotFoundError:
+                            continue
+                    break
+        self._open_current()
+
     async def follow(self, running: Callable[[], bool]) -> AsyncIterator[LogEntry]:
         """Entries written after `existing`, until `running()` is false and everything is read."""
         try:
@@ -112,8 +138,7 @@ class LogReader:
                 if entries:
                     continue
                 if self._rotated():
-                    self.close()
-                    self._open_current()
+                    self._open_next()
                     continue
                 if not alive:
                     return

@@ -337,6 +337,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
         tail = None if tail_text in ("", "all") else int(tail_text)
     except ValueError:
         raise InvalidArgument(f"invalid tail value {tail_text!r}") from None
+    if (c.host_config.get("LogConfig") or {}).get("Type") == "none":
+        raise InvalidArgument('configured logging driver does not support reading')
     tty = c.tty
     reader = LogReader(service.log_path(c.id))
     response = web.StreamResponse(headers={"Content-Type": hijack.RAW_STREAM if tty else hijack.MULTIPLEXED_STREAM})
