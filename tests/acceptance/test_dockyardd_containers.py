@@ -307,3 +307,18 @@ def test_default_log_limits(daemon: Dockyardd, names: Names) -> None:
     docker(daemon, "create", "--name", name, "busybox", "true").check()
     assert daemon.inspect(name)["HostConfig"]["LogConfig"] == {"Type": "json-file",
                                                                "Config": {"max-size": "20m", "max-file": "5"}}
+
+
+def test_init_and_console_size(daemon: Dockyardd) -> None:
+    r = docker(daemon, "run", "--rm", "--init", "busybox", "ps", "-o", "pid,args")
+    assert r.ok, explain(daemon, r)
+    first = r.stdout.splitlines()[1].split(None, 1)
+    assert first[0] == "1" and "init" in first[1]
+    from docker_engine import Terminal
+
+    term = Terminal([docker_cli(), "run", "--rm", "-it", "busybox", "stty", "size"], env=daemon.env(), rows=33, cols=101)
+    try:
+        term.expect(r"33 101", timeout=30)
+        assert term.wait(30) == 0
+    finally:
+        term.close()
