@@ -344,6 +344,13 @@ def test_restore_after_restart(env: tuple[Backend, FakeShim]) -> None:
         await again.restore()
         assert again.get("keeps").state.status == "running" and again.get("keeps").state.pid == shim.states[running].pid
         assert again.get("dies").state.status == "exited" and again.get("dies").state.exit_code == 9
+        # a create cut short before its record was written leaves a directory: restore removes it
+        half = os.path.join(service.root, "f" * 64)
+        os.makedirs(os.path.join(half, "bundle"))
+        third = ContainerService(service.daemon_config, service.images, EventService())
+        await third.restore()
+        assert not os.path.exists(half) and "f" * 64 not in third.containers
+        await third.close()
         await again.kill("keeps")
         await asyncio.sleep(0.05)
         assert again.get("keeps").state.status == "exited"

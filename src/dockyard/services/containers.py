@@ -777,6 +777,13 @@ class ContainerService:
             try:
                 with open(path) as f:
                     self.containers[cid] = Container.from_json(json.load(f))
+            except FileNotFoundError:
+                # the daemon died in the middle of a create, before the record was written
+                log.warning("container %s: removing the remains of an unfinished create", cid[:12])
+                try:
+                    await self._cleanup_files(cid)
+                except Exception as e:  # noqa: BLE001 - logged; retried at the next start
+                    log.error("container %s: cleaning up an unfinished create: %s", cid[:12], e)
             except (OSError, ValueError, TypeError) as e:
                 log.error("container %s: unreadable record %s: %s", cid[:12], path, e)
         shim = await self.shim()  # started now, so that containers never wait for it
