@@ -148,3 +148,19 @@ def test_write_rejects_climbing_devices_and_type_clashes(root: tuple[Path, int],
         fscopy.write_archive(fd, "/data/a.txt", _tar(_file("x")))
     with pytest.raises(InvalidArgument, match="not a valid tar"):
         fscopy.write_archive(fd, "/data", io.BytesIO(b"not a tar at all" * 64))
+
+
+def test_user_lookup_stays_inside_the_root(tmp_path: Path) -> None:
+    from dockyard.services.userlookup import resolve_user
+
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    (host_etc / "passwd").write_text("hostonly:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "r"
+    (root / "etc").mkdir(parents=True)
+    os.symlink(str(host_etc / "passwd"), root / "etc" / "passwd")
+    with pytest.raises(InvalidArgument, match="unable to find user hostonly"):
+        resolve_user(str(root), "hostonly")
+    os.unlink(root / "etc" / "passwd")
+    os.mkfifo(root / "etc" / "passwd")
+    assert resolve_user(str(root), "0") == {"uid": 0, "gid": 0}  # a FIFO is not read (nor waited on)

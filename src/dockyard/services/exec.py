@@ -13,6 +13,7 @@ from typing import Any
 from dockyard.errors import InvalidArgument, NotFound, WrongState
 from dockyard.services.containers import Container, ContainerService
 from dockyard.services.events import EventService
+from dockyard.services.userlookup import resolve_user
 
 log = logging.getLogger("dockyard.services.exec")
 
@@ -36,39 +37,6 @@ class ExecRecord:
     started: bool = False
     exit_code: int | None = None
     pid: int = 0
-
-
-def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
-    """`user`, `uid`, `user:group`, `uid:gid`, resolved in the container's /etc/passwd and /etc/group."""
-    name, _, group = user.partition(":")
-
-    def table(path: str) -> list[list[str]]:
-        try:
-            with open(os.path.join(rootfs, path.lstrip("/"))) as f:
-                return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-        except OSError:
-            return []
-
-    passwd, groups = table("/etc/passwd"), table("/etc/group")
-    uid, gid = None, None
-    for row in passwd:
-        if len(row) >= 4 and (row[0] == name or row[2] == name):
-            uid, gid = int(row[2]), int(row[3])
-            break
-    if uid is None:
-        if not name.isdigit():
-            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
-        uid, gid = int(name), 0
-    if group:
-        for row in groups:
-            if len(row) >= 3 and (row[0] == group or row[2] == group):
-                gid = int(row[2])
-                break
-        else:
-            if not group.isdigit():
-                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
-            gid = int(group)
-    return uid, gid or 0, []
 
 
 class ExecService:
@@ -127,8 +95,7 @@ class ExecService:
         if record.working_dir:
             process["cwd"] = record.working_dir
         if record.user:
-            uid, gid, extra = _lookup_user(os.path.join(self.containers.bundle(c.id), "rootfs"), record.user)
-            process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+            process["user"] = resolve_user(os.path.join(self.containers.bundle(c.id), "rootfs"), record.user)
         if record.console_size and record.tty:
             process["consoleSize"] = {"height": record.console_size[0], "width": record.console_size[1]}
         elif "consoleSize" in process:

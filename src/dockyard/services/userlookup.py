@@ -2,17 +2,37 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from dockyard.errors import InvalidArgument
 
 
+MAX_TABLE = 4 << 20
+
+
 def _read_table(rootfs: str, name: str) -> list[list[str]]:
-    path = os.path.join(rootfs, "etc", name)
+    """/etc/NAME of the container, resolved inside its root (a symlink there cannot point the
+    daemon at a host file)."""
+    from dockyard.errors import SystemFailure
+    from dockyard.linux import libc
+
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    try:
+        # O_NONBLOCK: a FIFO planted there must not hang the daemon
+        fd = libc.openat2(root, f"/etc/{name}", os.O_RDONLY | os.O_NONBLOCK,
+                          libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS)
+    except SystemFailure:
+        return []
+    finally:
+        os.close(root)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return []
+    with open(fd, "rb") as handle:
+        lines = handle.read(MAX_TABLE).decode("utf-8", "replace").splitlines()
     return [line.split(":") for line in lines if line and not line.startswith("#")]
 
 
