@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from dockyard.errors import NotImplementedFeature
 from dockyard.linux import libc
 
@@ -56,12 +54,28 @@ _UNSUPPORTED = {"idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "
                 "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"}
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
-    copy_up: bool = False  # "tmpcopyup": fill a new tmpfs with what the image had there
+    """What a mount's option strings mean. (A plain class: dataclasses are slow to import, and
+    every `create` parses mount options.)"""
+
+    __slots__ = ("flags", "propagation", "data", "copy_up")
+
+    def __init__(self, flags: int = 0, propagation: list[int] | None = None, data: list[str] | None = None,
+                 copy_up: bool = False) -> None:
+        self.flags = flags
+        self.propagation = propagation if propagation is not None else []
+        self.data = data if data is not None else []
+        self.copy_up = copy_up  # "tmpcopyup": fill a new tmpfs with what the image had there
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MountOptions):
+            return NotImplemented
+        return (self.flags, self.propagation, self.data, self.copy_up) == \
+            (other.flags, other.propagation, other.data, other.copy_up)
+
+    def __repr__(self) -> str:
+        return (f"MountOptions(flags={self.flags:#x}, propagation={self.propagation}, data={self.data}, "
+                f"copy_up={self.copy_up})")
 
     @property
     def is_bind(self) -> bool:
