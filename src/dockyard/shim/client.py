@@ -16,6 +16,22 @@ from typing import Any
 from dockyard.shim import protocol as p
 
 START_TIMEOUT = 20.0
+# The private, immutable interpreter scripts/setup.sh installs (see dockyard.shim.inproc): the
+# supervisor runs on it, so that the runtime verbs it forks keep the runtime's CVE-2019-5736 defence.
+PRIVATE_PYTHON = "/usr/local/bin/dockyard-python"
+
+
+def supervisor_command(root: str) -> list[str]:
+    """`python -m dockyard.shim --root ROOT --detach`, isolated (-I -S) on the private interpreter
+    when there is one; the supervisor needs nothing outside the standard library and dockyard."""
+    import dockyard
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__)))
+    if os.access(PRIVATE_PYTHON, os.X_OK):
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                "from dockyard.shim.__main__ import main; sys.exit(main())")
+        return [PRIVATE_PYTHON, "-I", "-S", "-c", code, "--root", root, "--detach"]
+    return [sys.executable, "-m", "dockyard.shim", "--root", root, "--detach"]
 
 
 def socket_path(root: str) -> str:
@@ -39,8 +55,7 @@ async def start_supervisor(root: str) -> None:
     log = os.open(os.path.join(root, "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dockyard.shim", "--root", root, "--detach",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+            *supervisor_command(root), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
             start_new_session=True)
     finally:
         os.close(log)

@@ -28,6 +28,7 @@ from typing import Any
 from dockyard import errors
 from dockyard.linux import libc
 from dockyard.runtime.console import recv_master
+from dockyard.shim import inproc
 from dockyard.shim import protocol as p
 from dockyard.shim.logger import JsonFileLogger
 from dockyard.utils.fileio import write_json_atomic
@@ -410,6 +411,7 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._inprocess: dict[str, bool] = {}  # runtime path -> its verbs run in a fork (shim.inproc)
 
     def warn(self, message: str) -> None:
         os.write(2, f"dockyard-shim: {message}\n".encode(errors="replace"))
@@ -499,6 +501,13 @@ class Supervisor:
     # --- running the OCI runtime ---
 
     def _spawn(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+        inprocess = self._inprocess.get(argv[0])
+        if inprocess is None:
+            inprocess = self._inprocess[argv[0]] = inproc.usable(argv[0])
+            if inprocess:
+                inproc.preload()
+        if inprocess:
+            return inproc.fork_runtime(argv, stdin, stdout, stderr)
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                    (os.POSIX_SPAWN_DUP2, stderr, 2)]
         try:

@@ -1,0 +1,54 @@
+"""When the supervisor may run dockyard-runtime's verbs in a fork (dockyard.shim.inproc)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dockyard
+from dockyard.shim import inproc
+
+SRC = os.path.dirname(os.path.dirname(dockyard.__file__))
+
+
+def test_only_the_launcher_script_counts(tmp_path: Path) -> None:
+    launcher = tmp_path / "dockyard-runtime"
+    launcher.write_text("#!/usr/local/bin/dockyard-python -IS\nimport sys\nfrom dockyard.cli.runtime import main\n")
+    assert inproc.is_dockyard_runtime(str(launcher))
+    other = tmp_path / "runc"
+    other.write_bytes(b"\x7fELF" + b"\0" * 100)
+    assert not inproc.is_dockyard_runtime(str(other))
+    assert not inproc.is_dockyard_runtime(str(tmp_path / "missing"))
+
+
+def test_not_used_on_a_mutable_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launcher = tmp_path / "dockyard-runtime"
+    launcher.write_text("#!/x -IS\nfrom dockyard.cli.runtime import main\n")
+    monkeypatch.setattr(inproc, "_immutable", False)
+    assert not inproc.usable(str(launcher))
+    monkeypatch.setattr(inproc, "_immutable", True)
+    assert inproc.usable(str(launcher))
+    monkeypatch.setenv("DOCKYARD_SHIM_SPAWN_RUNTIME", "1")
+    assert not inproc.usable(str(launcher))
+
+
+def test_immutability_is_read_from_the_running_interpreter() -> None:
+    private = "/usr/local/bin/dockyard-python"
+    code = f"import sys; sys.path.insert(0, {SRC!r}); from dockyard.shim import inproc; print(inproc.interpreter_is_immutable())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(os.path.realpath(sys.executable) == private and _immutable(private))
+    if os.access(private, os.X_OK) and _immutable(private):
+        out = subprocess.run([private, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "True"
+
+
+def _immutable(path: str) -> bool:
+    try:
+        out = subprocess.run(["lsattr", path], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return "i" in out.split()[0]
