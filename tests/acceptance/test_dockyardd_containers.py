@@ -322,3 +322,33 @@ def test_init_and_console_size(daemon: Dockyardd) -> None:
         assert term.wait(30) == 0
     finally:
         term.close()
+
+
+def test_runc_and_crun_as_runtimes(tmp_path: Path) -> None:
+    """--default-runtime and --add-runtime: runc by default, crun (through the hybrid-cgroup
+    wrapper this machine needs) by name, dockyard-runtime still registered."""
+    import shutil
+
+    from dockyardd import launch, stop_dockyardd
+
+    if shutil.which("runc") is None or shutil.which("crun") is None:
+        pytest.skip("runc and crun are installed by scripts/setup.sh")
+    wrapper = Path(__file__).resolve().parents[2] / "bench" / "crun-hybrid.sh"
+    d = launch(tmp_path / "runtimes", ["--default-runtime", "runc", "--add-runtime", f"crunh={wrapper}"])
+    try:
+        d.docker("pull", "busybox").check()
+        runtimes = json.loads(d.docker("info", "--format", "{{json .Runtimes}}").check().stdout)
+        assert {"runc", "crunh", "dockyard-runtime"} <= set(runtimes)
+        for runtime in ("", "crunh", "dockyard-runtime"):
+            args = ["--runtime", runtime] if runtime else []
+            name = f"rt-{runtime or 'default'}"
+            r = d.docker("run", "-d", "--name", name, *args, "busybox", "sh", "-c", "echo up; sleep 30")
+            assert r.ok, explain(d, r)
+            assert d.inspect(name)["HostConfig"]["Runtime"] == (runtime or "runc")
+            assert d.docker("exec", name, "echo", "exec works").stdout == "exec works\n"
+            assert _wait_for(lambda: d.docker("logs", name).stdout == "up\n")
+            assert d.docker("stop", "-t", "1", name).ok
+            assert d.docker("rm", name).ok
+    finally:
+        problems = stop_dockyardd(d)
+    assert not problems, problems
