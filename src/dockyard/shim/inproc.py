@@ -59,10 +59,11 @@ def usable(runtime_path: str) -> bool:
 
 def preload() -> None:
     """Import what the runtime's verbs import, once, in the supervisor."""
-    import dockyard.cli.runtime  # noqa: F401
-    import dockyard.runtime.container  # noqa: F401
-    import dockyard.runtime.execute  # noqa: F401
-    import dockyard.runtime.init  # noqa: F401
+    import importlib
+
+    for name in ("dockyard.cli.runtime", "dockyard.runtime.container", "dockyard.runtime.execute",
+                 "dockyard.runtime.init"):
+        importlib.import_module(name)
 
 
 def fork_runtime(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:

@@ -37,6 +37,7 @@ READ_CHUNK = 64 * 1024
 IO_DRAIN_TIMEOUT = 2.0  # after an exit, how long background holders of the pipes may keep them open
 CLIENT_BUFFER_LIMIT = 4 * 1024 * 1024  # an attached client further behind than this is dropped
 EXEC_REPLAY_LIMIT = 1024 * 1024  # exec output kept until the first attach (the exec starts first)
+KEEP_EXITED_EXECS = 64  # finished execs remembered per container (their exit codes can be waited for)
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -362,6 +363,15 @@ class Container:
             self.save()
         except OSError as e:
             self.sup.warn(f"{self.id}: saving state: {e}")
+
+    def prune_execs(self) -> None:
+        """Forget the oldest finished execs beyond KEEP_EXITED_EXECS (health probes make one
+        every few seconds for as long as the container runs)."""
+        done = [eid for eid, proc in self.execs.items() if proc.exited.is_set() and not proc.clients]
+        for eid in done[: max(0, len(done) - KEEP_EXITED_EXECS)]:
+            del self.execs[eid]
+        for eid in list(self.exec_records)[: max(0, len(self.exec_records) - KEEP_EXITED_EXECS)]:
+            del self.exec_records[eid]
 
     def process(self, exec_id: str | None) -> Process:
         if exec_id is None:
@@ -745,6 +755,7 @@ class Supervisor:
             raise errors.AlreadyExists(f"exec {exec_id!r} already exists in container {c.id!r}")
         if c.status not in (p.CREATED, p.RUNNING):
             raise errors.WrongState(f"cannot exec in container {c.id!r}: it is {c.status}")
+        c.prune_execs()
         process = dict(req.get("process") or {})
         tty = bool(req.get("tty"))
         process["terminal"] = tty
@@ -759,6 +770,12 @@ class Supervisor:
         except BaseException:
             del c.execs[exec_id]
             raise
+        finally:
+            for name in (spec_file, pid_file):  # the runtime's input and output: read, no longer needed
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
         c.save()
         return proc.pid
 
