@@ -1,0 +1,1 @@
+"""The registry: an OCI distribution server (`python -m dockyard.registry`) over a content store."""

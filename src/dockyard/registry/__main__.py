@@ -1,0 +1,46 @@
+"""`python -m dockyard.registry --listen HOST:PORT --root DIR`: serve the distribution API over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard-registry", description="Dockyard's OCI distribution registry")
+    parser.add_argument("--listen", default="127.0.0.1:5000", help="address:port (default 127.0.0.1:5000)")
+    parser.add_argument("--root", required=True, help="storage directory")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    args = parser.parse_args(argv)
+    host, sep, port_text = args.listen.rpartition(":")
+    if not sep or not port_text.isdigit():
+        print(f"dockyard-registry: --listen {args.listen!r}: expected HOST:PORT", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from aiohttp import web
+
+    from dockyard.registry.server import build_app
+    from dockyard.registry.storage import RegistryStorage
+
+    async def serve() -> None:
+        runner = web.AppRunner(build_app(RegistryStorage(args.root)), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port_text))
+        await site.start()
+        logging.getLogger("dockyard.registry").info("serving on %s", args.listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
