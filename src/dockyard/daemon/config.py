@@ -30,6 +30,7 @@ class DaemonConfig:
     config_file: str | None = None
     init_path: str | None = field(default_factory=lambda: find_init())
     log_opts: dict[str, str] = field(default_factory=dict)  # daemon.json "log-opts" for json-file
+    insecure_registries: list[str] = field(default_factory=list)  # plain HTTP allowed (loopback always is)
 
     @property
     def socket_paths(self) -> list[str]:
@@ -88,6 +89,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--add-runtime", action="append", default=[], metavar="NAME=PATH", help="register an OCI runtime")
     p.add_argument("-l", "--log-level", choices=LOG_LEVELS, help="logging level (default info)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a registry that may be reached over plain HTTP (loopback ones always may)")
     p.add_argument("--config-file", help="daemon configuration file (JSON, dockerd's daemon.json keys)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
@@ -104,7 +107,7 @@ def _from_file(path: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise InvalidArgument(f"config file {path}: not a JSON object")
     known = {"hosts", "data-root", "exec-root", "pidfile", "default-runtime", "runtimes", "log-level", "debug",
-             "log-driver", "log-opts"}
+             "log-driver", "log-opts", "insecure-registries"}
     unknown = sorted(set(value) - known)
     if unknown:
         raise InvalidArgument(f"config file {path}: unsupported keys: {', '.join(unknown)}")
@@ -153,6 +156,10 @@ def load(args: argparse.Namespace) -> DaemonConfig:
     if not isinstance(log_opts, dict) or any(k not in ("max-size", "max-file") for k in log_opts):
         raise InvalidArgument("config file: log-opts supports max-size and max-file")
     cfg.log_opts = {str(k): str(v) for k, v in log_opts.items()}
+    insecure = file.get("insecure-registries") or []
+    if not isinstance(insecure, list):
+        raise InvalidArgument("config file: insecure-registries must be a list")
+    cfg.insecure_registries = [str(x) for x in insecure] + list(args.insecure_registry or [])
     for host in cfg.hosts:
         unix_path(host)
     return cfg

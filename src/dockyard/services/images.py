@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dockyard.errors import NotFound
 from dockyard.image import archive, embedded, importer
 from dockyard.image.model import DeleteReport, HistoryEntry, Image, ImageDetails, ImageUser, PruneReport
 from dockyard.image.store import ImageStore
 from dockyard.services.events import EventService
-from dockyard.types.reference import familiar, parse_image
+from dockyard.types.reference import DEFAULT_DOMAIN, familiar, parse_image
 
 
 class ImageService:
-    def __init__(self, store: ImageStore, events: EventService) -> None:
+    def __init__(self, store: ImageStore, events: EventService, insecure_registries: list[str] | None = None) -> None:
         self.store = store
         self.events = events
+        self.insecure_registries = list(insecure_registries or [])
 
     def set_users(self, users: Callable[[str], list[ImageUser]]) -> None:
         self.store.users = users
@@ -57,14 +58,23 @@ class ImageService:
         self.events.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
         return report
 
-    async def pull(self, name: str) -> Image:
-        """Only the embedded images can be "pulled" until the registry client lands (a later issue)."""
+    async def pull(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> Image:
+        """The embedded images from the embedded source; others from their registry.
+
+        Docker Hub is refused: this project's machines cannot reach it, so that path was never
+        tested (and tests must not send traffic beyond loopback); use another registry."""
         ref = parse_image(name)
-        if not embedded.is_embedded(str(ref)):
-            raise NotFound(f"pull access denied for {familiar(str(ref))}: pulling from registries is not "
-                           "implemented until the registry issue (only the embedded busybox:latest is available; "
-                           "use docker load or docker import)")
-        image = await asyncio.to_thread(embedded.ensure_embedded, self.store, str(ref))
+        if embedded.is_embedded(str(ref)):
+            image = await asyncio.to_thread(embedded.ensure_embedded, self.store, str(ref))
+        elif ref.domain == DEFAULT_DOMAIN:
+            raise NotFound(f"pull access denied for {familiar(str(ref))}: pulling from Docker Hub is not enabled "
+                           "(only the embedded busybox:latest is available from docker.io; pull from another "
+                           "registry, e.g. localhost:5000/name, or use docker load/import)")
+        else:
+            from dockyard.registry.client import pull
+
+            image = await asyncio.to_thread(pull, self.store, ref, insecure_registries=self.insecure_registries,
+                                            progress=progress)
         self._event("pull", str(image.id), ref.familiar())
         return image
 

@@ -163,14 +163,47 @@ async def create(request: web.Request) -> web.StreamResponse:
         tag_ = request.query.get("tag", "")
         if tag_:
             name = f"{from_image}@{tag_}" if tag_.startswith("sha256:") else f"{from_image}:{tag_}"
-        image = await services.images.pull(name)
         ref = parse_reference(name)
         shown = ref.tag or "latest"
+        before = await asyncio.to_thread(services.images.store.lookup, str(ref.tagged_or_latest()))
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def progress(message: dict[str, Any]) -> None:  # called from the pulling thread
+            loop.call_soon_threadsafe(updates.put_nowait, message)
+
+        pulling = loop.create_task(services.images.pull(name, progress))
+        first = loop.create_task(updates.get())
+        await asyncio.wait({pulling, first}, return_when=asyncio.FIRST_COMPLETED)
+        if pulling.done() and pulling.exception() is not None:
+            first.cancel()
+            raise pulling.exception()  # type: ignore[misc]  # before the stream starts: a proper error
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await response.write(_progress({"status": f"Pulling from {ref.familiar_name}", "id": shown}))
+        while True:
+            if first.done():
+                await response.write(_progress(first.result()))
+                first = loop.create_task(updates.get())
+                continue
+            if pulling.done():
+                first.cancel()
+                while not updates.empty():
+                    await response.write(_progress(updates.get_nowait()))
+                break
+            await asyncio.wait({pulling, first}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            image = pulling.result()
+        except DockyardError as e:
+            await response.write(_progress({"errorDetail": {"message": str(e)}, "error": str(e)}))
+            await response.write_eof()
+            return response
         await response.write(_progress({"status": f"Digest: {image.manifest_digest}"}))
-        await response.write(_progress({"status": f"Status: Image is up to date for {familiar(str(ref.tagged_or_latest()))}"}))
+        shown_name = familiar(str(ref.tagged_or_latest()))
+        if before is not None and before.id == image.id:
+            await response.write(_progress({"status": f"Status: Image is up to date for {shown_name}"}))
+        else:
+            await response.write(_progress({"status": f"Status: Downloaded newer image for {shown_name}"}))
         await response.write_eof()
         return response
     if from_src:

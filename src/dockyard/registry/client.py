@@ -1,0 +1,230 @@
+"""A distribution-API client that pulls images into the image store (blocking: run it in a thread).
+
+The registry of a reference is its domain. HTTPS is used, except for insecure registries
+(loopback addresses and `localhost`, like dockerd, plus the ones configured), which are tried
+with HTTPS first and then plain HTTP. A registry answering 401 with a Bearer challenge gets an
+anonymous (or basic-auth) token from its realm, as Docker does.
+
+Every blob is streamed into the content store against its announced digest and size, so a
+tampered or truncated download is refused and nothing half-written is ever visible; the image
+is recorded only after all of it is there and unpacked (an interrupted pull leaves no image).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import ipaddress
+import json
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.types.digest import Digest
+from dockyard.types.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, document_media_type, parse_index, \
+    parse_manifest
+from dockyard.types.reference import DEFAULT_DOMAIN, Reference
+
+ACCEPT = ", ".join([*MANIFEST_TYPES, *INDEX_TYPES])
+MAX_MANIFEST = 4 << 20
+TIMEOUT = 60.0
+Progress = Callable[[dict[str, Any]], None]
+
+
+class RegistryUnavailable(DockyardError):
+    """The registry could not be reached or answered with an error."""
+
+
+@dataclass
+class Credentials:
+    username: str
+    password: str
+
+
+def is_insecure(host: str, configured: list[str] | None = None) -> bool:
+    hostname = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") or "]:" in host else host.strip("[]")
+    if host in (configured or []) or hostname in (configured or []) or hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    def __init__(self, host: str, *, insecure: bool = False, credentials: Credentials | None = None,
+                 timeout: float = TIMEOUT) -> None:
+        self.host = "registry-1.docker.io" if host == DEFAULT_DOMAIN else host
+        self.insecure = insecure
+        self.credentials = credentials
+        self.timeout = timeout
+        self.scheme: str | None = None
+        self._authorization: str | None = None
+
+    # --- transport ---
+
+    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+        if scheme == "https":
+            context = ssl.create_default_context()
+            return http.client.HTTPSConnection(host, timeout=self.timeout, context=context)
+        return http.client.HTTPConnection(host, timeout=self.timeout)
+
+    def _schemes(self) -> list[str]:
+        if self.scheme:
+            return [self.scheme]
+        return ["https", "http"] if self.insecure else ["https"]
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes | None = None) -> http.client.HTTPResponse:
+        """One request (following redirects, answering a Bearer challenge once); the open response."""
+        last_error: Exception | None = None
+        for scheme in self._schemes():
+            try:
+                response = self._request(scheme, self.host, method, path, headers or {}, body)
+            except (ssl.SSLError, ConnectionError, socket.timeout, OSError) as e:
+                last_error = e
+                continue
+            self.scheme = scheme
+            return response
+        raise RegistryUnavailable(f"cannot reach registry {self.host}: {last_error}")
+
+    def _request(self, scheme: str, host: str, method: str, path: str, headers: dict[str, str],
+                 body: bytes | None, redirects: int = 5, retried: bool = False) -> http.client.HTTPResponse:
+        conn = self._connect(scheme, host)
+        all_headers = {"User-Agent": "dockyard", **headers}
+        if self._authorization and host == self.host:
+            all_headers["Authorization"] = self._authorization
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        if response.status in (301, 302, 303, 307, 308) and redirects > 0:
+            location = response.getheader("Location") or ""
+            response.read()
+            conn.close()
+            url = urllib.parse.urlsplit(urllib.parse.urljoin(f"{scheme}://{host}{path}", location))
+            target = url.path + (f"?{url.query}" if url.query else "")
+            return self._request(url.scheme, url.netloc, "GET" if response.status == 303 else method, target,
+                                 {k: v for k, v in headers.items() if k != "Authorization"}, body, redirects - 1, retried)
+        if response.status == 401 and not retried:
+            challenge = response.getheader("WWW-Authenticate") or ""
+            response.read()
+            conn.close()
+            self._authenticate(challenge)
+            return self._request(scheme, host, method, path, headers, body, redirects, True)
+        return response
+
+    def _authenticate(self, challenge: str) -> None:
+        kind, _, params_text = challenge.partition(" ")
+        if kind.lower() == "basic":
+            if self.credentials is None:
+                raise RegistryUnavailable(f"registry {self.host} requires authentication (no credentials given)")
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            self._authorization = "Basic " + base64.b64encode(raw).decode()
+            return
+        if kind.lower() != "bearer":
+            raise RegistryUnavailable(f"registry {self.host}: unsupported authentication challenge {challenge!r}")
+        params = dict(_challenge_params(params_text))
+        realm = params.pop("realm", "")
+        if not realm:
+            raise RegistryUnavailable(f"registry {self.host}: authentication challenge without a realm")
+        url = urllib.parse.urlsplit(realm)
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if k in ("service", "scope")})
+        conn = self._connect(url.scheme, url.netloc)
+        headers = {"User-Agent": "dockyard"}
+        if self.credentials is not None:
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        conn.request("GET", f"{url.path or '/'}?{query}", headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        if response.status != 200:
+            raise RegistryUnavailable(f"registry {self.host}: token request refused ({response.status})")
+        try:
+            value = json.loads(data)
+            self._authorization = "Bearer " + str(value.get("token") or value.get("access_token"))
+        except (ValueError, AttributeError):
+            raise RegistryUnavailable(f"registry {self.host}: invalid token response") from None
+
+    # --- documents and blobs ---
+
+    def manifest(self, name: str, reference: str) -> tuple[bytes, str, Digest]:
+        """(bytes, media type, digest) of a manifest or index, verified when asked for by digest."""
+        response = self.request("GET", f"/v2/{name}/manifests/{reference}", {"Accept": ACCEPT})
+        data = response.read(MAX_MANIFEST + 1)
+        if response.status == 404:
+            raise NotFound(f"manifest for {self.host}/{name}:{reference} not found: manifest unknown")
+        if response.status != 200:
+            raise RegistryUnavailable(f"registry {self.host}: manifest {name}:{reference}: {_error_text(response.status, data)}")
+        if len(data) > MAX_MANIFEST:
+            raise InvalidArgument(f"manifest {name}:{reference} is larger than {MAX_MANIFEST} bytes")
+        media_type = document_media_type(data, (response.getheader("Content-Type") or "").split(";")[0] or None)
+        digest = Digest.parse("sha256:" + hashlib.sha256(data).hexdigest())
+        if ":" in reference and Digest.parse(reference) != digest:
+            raise InvalidArgument(f"manifest {name}@{reference}: the registry sent content with digest {digest}")
+        return data, media_type, digest
+
+    def fetch_blob(self, name: str, desc: Descriptor, store: Any, progress: Progress | None = None) -> Any:
+        """Stream a blob into the content store, verified against the descriptor; its BlobInfo
+        (`created` when this call added it)."""
+        if store.content.exists(desc.digest):
+            return store.content.info(desc.digest)
+        response = self.request("GET", f"/v2/{name}/blobs/{desc.digest}")
+        if response.status != 200:
+            data = response.read(65536)
+            raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: {_error_text(response.status, data)}")
+        with store.content.writer(desc.digest, desc.size) as writer:
+            while chunk := response.read(1 << 20):
+                writer.write(chunk)
+                if progress is not None:
+                    progress({"status": "Downloading", "id": desc.digest.encoded[:12],
+                              "progressDetail": {"current": writer.written, "total": desc.size}})
+            return writer.commit()
+
+
+def _challenge_params(text: str) -> list[tuple[str, str]]:
+    out = []
+    for part in text.split(","):
+        key, _, value = part.strip().partition("=")
+        if key:
+            out.append((key.strip(), value.strip().strip('"')))
+    return out
+
+
+def _error_text(status: int, data: bytes) -> str:
+    try:
+        errors = json.loads(data).get("errors") or []
+        if errors:
+            return f"{status} {errors[0].get('code')}: {errors[0].get('message')}"
+    except (ValueError, AttributeError):
+        pass
+    return f"HTTP {status}"
+
+
+def pull(store: Any, ref: Reference, *, insecure_registries: list[str] | None = None,
+         credentials: Credentials | None = None, progress: Progress | None = None) -> Any:
+    """Pull `ref` into the image store; the recorded image (named `ref` and by its repo digest)."""
+    client = RegistryClient(ref.domain, insecure=is_insecure(ref.domain, insecure_registries), credentials=credentials)
+    name = ref.path
+    reference = str(ref.digest) if ref.digest is not None else (ref.tag or "latest")
+    with store.operation() as op:
+        data, media_type, digest = client.manifest(name, reference)
+        op.note(store.content.put(data, digest))
+        target = Descriptor(media_type, digest, len(data))
+        if media_type in INDEX_TYPES:
+            chosen = parse_index(data, media_type).select(store.platform)
+            child, child_type, child_digest = client.manifest(name, str(chosen.digest))
+            op.note(store.content.put(child, child_digest))
+            manifest = parse_manifest(child, child_type)
+        else:
+            manifest = parse_manifest(data, media_type)
+        for desc in [manifest.config, *manifest.layers]:
+            op.note(client.fetch_blob(name, desc, store, progress))
+            if progress is not None and desc is not manifest.config:
+                progress({"status": "Download complete", "id": desc.digest.encoded[:12]})
+        names = [ref] if ref.digest is None else []
+        return store.create(op, target, names, repo_digest=True)

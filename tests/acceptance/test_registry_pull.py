@@ -1,0 +1,70 @@
+"""dockyardd pulls from Dockyard's own registry (loopback, plain HTTP), driven by the docker CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from dockyardd import Dockyardd, start_dockyardd, stop_dockyardd  # noqa: E402
+from test_registry import Registry  # noqa: E402
+
+pytestmark = [pytest.mark.root]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[Registry, Dockyardd]]:
+    if shutil.which("docker") is None or shutil.which("skopeo") is None:
+        pytest.skip("the docker CLI and skopeo are installed by scripts/setup.sh")
+    reg = Registry(tmp_path / "registry")
+    try:
+        d = start_dockyardd(tmp_path / "dockyardd")
+    except BaseException:
+        reg.stop()
+        raise
+    yield reg, d
+    problems = stop_dockyardd(d)
+    reg.stop()
+    assert not problems, problems
+
+
+def test_pull_run_and_refuse_tampering(env: tuple[Registry, Dockyardd], tmp_path: Path) -> None:
+    reg, d = env
+    d.docker("pull", "busybox").check()
+    archive = tmp_path / "busybox.tar"
+    d.docker("save", "-o", str(archive), "busybox").check()
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}",
+                    f"docker://{reg.host}/team/busybox:v1"], check=True, capture_output=True, timeout=120)
+    d.docker("rmi", "busybox").check()
+    name = f"{reg.host}/team/busybox:v1"
+    r = d.docker("pull", name)
+    assert r.ok and f"Status: Downloaded newer image for {name}" in r.stdout, r
+    r = d.docker("run", "--rm", name, "echo", "pulled")
+    assert r.ok and r.stdout == "pulled\n", r
+    info = d.inspect(name)
+    assert any(x.startswith(f"{reg.host}/team/busybox@sha256:") for x in info["RepoDigests"])
+    r = d.docker("pull", f"{reg.host}/team/busybox:missing")
+    assert not r.ok and "not found" in r.stderr
+    # a registry that serves a layer whose bytes do not match its digest: refused, no image left
+    manifest = json.loads(reg.request("GET", "/v2/team/busybox/manifests/v1",
+                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})[2])
+    layer = manifest["layers"][0]["digest"]
+    blob = reg.root / "content" / "blobs" / "sha256" / layer.split(":")[1]
+    os.chmod(blob, 0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    d.docker("rmi", name).check()
+    before = d.docker("images", "-q", "--no-trunc").stdout.split()
+    r = d.docker("pull", name)
+    assert not r.ok and "digest" in (r.stdout + r.stderr).lower(), r
+    assert d.docker("images", "-q", "--no-trunc").stdout.split() == before
