@@ -68,3 +68,27 @@ def test_pull_run_and_refuse_tampering(env: tuple[Registry, Dockyardd], tmp_path
     r = d.docker("pull", name)
     assert not r.ok and "digest" in (r.stdout + r.stderr).lower(), r
     assert d.docker("images", "-q", "--no-trunc").stdout.split() == before
+
+
+def test_push_then_pull_elsewhere(env: tuple[Registry, Dockyardd], tmp_path: Path) -> None:
+    reg, d = env
+    d.docker("pull", "busybox").check()
+    d.docker("run", "--name", "maker", "busybox", "sh", "-c", "echo made > /made.txt").check()
+    name = f"{reg.host}/me/made:1"
+    d.docker("commit", "maker", name).check()
+    d.docker("rm", "maker").check()
+    r = d.docker("push", name)
+    assert r.ok and "digest: sha256:" in r.stdout, r
+    tags = json.loads(reg.request("GET", "/v2/me/made/tags/list")[2])["tags"]
+    assert tags == ["1"]
+    again = d.docker("push", name)
+    assert again.ok and "Layer already exists" in again.stdout, again
+    d.docker("rmi", name).check()
+    d.docker("rmi", "busybox").check()
+    r = d.docker("run", "--rm", name, "cat", "/made.txt")  # pulled on demand? docker run pulls when missing
+    if not r.ok:
+        d.docker("pull", name).check()
+        r = d.docker("run", "--rm", name, "cat", "/made.txt")
+    assert r.ok and r.stdout == "made\n", r
+    r = d.docker("push", f"{reg.host}/me/absent:1")
+    assert not r.ok and "No such image" in r.stderr, r

@@ -228,3 +228,68 @@ def pull(store: Any, ref: Reference, *, insecure_registries: list[str] | None = 
                 progress({"status": "Download complete", "id": desc.digest.encoded[:12]})
         names = [ref] if ref.digest is None else []
         return store.create(op, target, names, repo_digest=True)
+
+
+def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, progress: Progress | None) -> None:
+    head = client.request("HEAD", f"/v2/{name}/blobs/{desc.digest}")
+    head.read()
+    if head.status == 200:
+        if progress is not None:
+            progress({"status": "Layer already exists", "id": desc.digest.encoded[:12]})
+        return
+    start = client.request("POST", f"/v2/{name}/blobs/uploads/")
+    start.read()
+    if start.status not in (201, 202):
+        raise RegistryUnavailable(f"registry {client.host}: cannot start an upload to {name} (HTTP {start.status})")
+    location = start.getheader("Location") or ""
+    url = urllib.parse.urlsplit(location)
+    query = urllib.parse.parse_qsl(url.query) + [("digest", str(desc.digest))]
+    path = (url.path or f"/v2/{name}/blobs/uploads/") + "?" + urllib.parse.urlencode(query)
+    with store.content.open(desc.digest) as blob:
+        data = blob.read()  # layers of the images this engine builds and loads; streamed chunking comes later
+    done = client.request("PUT", path, {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+                          data)
+    body = done.read(65536)
+    if done.status != 201:
+        raise RegistryUnavailable(f"registry {client.host}: upload of {desc.digest}: {_error_text(done.status, body)}")
+    if progress is not None:
+        progress({"status": "Pushed", "id": desc.digest.encoded[:12]})
+
+
+def _push_manifest(client: RegistryClient, name: str, reference: str, data: bytes, media_type: str) -> None:
+    response = client.request("PUT", f"/v2/{name}/manifests/{reference}", {"Content-Type": media_type}, data)
+    body = response.read(65536)
+    if response.status != 201:
+        raise RegistryUnavailable(f"registry {client.host}: manifest {name}:{reference}: {_error_text(response.status, body)}")
+
+
+def push(store: Any, ref: Reference, *, insecure_registries: list[str] | None = None,
+         credentials: Credentials | None = None, progress: Progress | None = None) -> tuple[Digest, int]:
+    """Push the local image named `ref` (its blobs, then its manifest(s), then the tag); the
+    digest and size of what the tag now points to."""
+    if ref.domain == DEFAULT_DOMAIN:
+        raise InvalidArgument("pushing to Docker Hub is not enabled (push to another registry, e.g. localhost:5000/name)")
+    image = store.get(str(ref))
+    client = RegistryClient(ref.domain, insecure=is_insecure(ref.domain, insecure_registries), credentials=credentials)
+    target = image.target
+    documents: list[tuple[Descriptor, bytes]] = []
+    manifests: list[Descriptor] = [target]
+    if target.media_type in INDEX_TYPES:
+        index = parse_index(store.content.read(target.digest), target.media_type)
+        manifests = [d for d in index.manifests if store.content.exists(d.digest) and d.media_type in MANIFEST_TYPES]
+    for desc in manifests:
+        data = store.content.read(desc.digest)
+        manifest = parse_manifest(data, desc.media_type)
+        for blob in [*manifest.layers, manifest.config]:
+            _push_blob(client, ref.path, blob, store, progress)
+        documents.append((desc, data))
+    tag = ref.tag or "latest"
+    if target.media_type in INDEX_TYPES:
+        for desc, data in documents:
+            _push_manifest(client, ref.path, str(desc.digest), data, desc.media_type)
+        index_data = store.content.read(target.digest)
+        _push_manifest(client, ref.path, tag, index_data, target.media_type)
+        return target.digest, len(index_data)
+    desc, data = documents[0]
+    _push_manifest(client, ref.path, tag, data, desc.media_type)
+    return desc.digest, len(data)

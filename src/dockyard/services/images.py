@@ -78,6 +78,17 @@ class ImageService:
         self._event("pull", str(image.id), ref.familiar())
         return image
 
+    async def push(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[str, int]:
+        """Push a local image to its registry; (digest, size) of the pushed manifest."""
+        from dockyard.registry.client import push
+
+        ref = parse_image(name)
+        await self.get(str(ref))
+        digest, size = await asyncio.to_thread(push, self.store, ref, insecure_registries=self.insecure_registries,
+                                               progress=progress)
+        self._event("push", str(ref), ref.familiar())
+        return str(digest), size
+
     async def resolve(self, name: str) -> Image:
         """An image for a container: from the store, else an embedded one."""
         return await asyncio.to_thread(embedded.get_or_embedded, self.store, name)

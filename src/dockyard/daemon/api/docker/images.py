@@ -223,6 +223,46 @@ async def create(request: web.Request) -> web.StreamResponse:
     raise InvalidArgument("fromImage or fromSrc is required")
 
 
+async def push(request: web.Request) -> web.StreamResponse:
+    images = backend(request).images
+    name = request.match_info["name"]
+    tag = request.query.get("tag", "")
+    ref = parse_reference(f"{name}:{tag}" if tag else name)
+    await images.get(str(ref.tagged_or_latest()))  # 404 before the stream starts
+    loop = asyncio.get_running_loop()
+    updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def progress(message: dict[str, Any]) -> None:  # called from the pushing thread
+        loop.call_soon_threadsafe(updates.put_nowait, message)
+
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(_progress({"status": f"The push refers to repository [{ref.name if ref.domain != 'docker.io' else ref.familiar_name}]"}))
+    pushing = loop.create_task(images.push(str(ref.tagged_or_latest()), progress))
+    waiting = loop.create_task(updates.get())
+    while True:
+        if waiting.done():
+            await response.write(_progress(waiting.result()))
+            waiting = loop.create_task(updates.get())
+            continue
+        if pushing.done():
+            waiting.cancel()
+            while not updates.empty():
+                await response.write(_progress(updates.get_nowait()))
+            break
+        await asyncio.wait({pushing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        digest, size = pushing.result()
+    except DockyardError as e:
+        await response.write(_progress({"errorDetail": {"message": str(e)}, "error": str(e)}))
+    else:
+        shown_tag = ref.tag or "latest"
+        await response.write(_progress({"status": f"{shown_tag}: digest: {digest} size: {size}"}))
+        await response.write(_progress({"progressDetail": {}, "aux": {"Tag": shown_tag, "Digest": digest, "Size": size}}))
+    await response.write_eof()
+    return response
+
+
 async def _stream_save(request: web.Request, names: list[str]) -> web.StreamResponse:
     images = backend(request).images
     for name in names:
@@ -297,4 +337,5 @@ def register(router: Router) -> None:
     router.add("GET", "/images/{name:.+}/history", history)
     router.add("GET", "/images/{name:.+}/get", save_one)
     router.add("POST", "/images/{name:.+}/tag", tag)
+    router.add("POST", "/images/{name:.+}/push", push)
     router.add("DELETE", "/images/{name:.+}", remove)
