@@ -92,3 +92,27 @@ def test_push_then_pull_elsewhere(env: tuple[Registry, Dockyardd], tmp_path: Pat
     assert r.ok and r.stdout == "made\n", r
     r = d.docker("push", f"{reg.host}/me/absent:1")
     assert not r.ok and "No such image" in r.stderr, r
+
+
+def test_registry_mirror_serves_docker_hub_names(env: tuple[Registry, Dockyardd], tmp_path: Path) -> None:
+    reg, d = env
+    from dockyardd import launch
+
+    d.docker("pull", "busybox").check()
+    archive = tmp_path / "busybox.tar"
+    d.docker("save", "-o", str(archive), "busybox").check()
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}",
+                    f"docker://{reg.host}/library/mirrored:2"], check=True, capture_output=True, timeout=120)
+    r = d.docker("pull", "mirrored:2")  # no mirror configured: refused, nothing sent anywhere
+    assert not r.ok and "Docker Hub is not enabled" in r.stderr
+    m = launch(tmp_path / "with-mirror", ["--registry-mirror", f"http://{reg.host}"])
+    try:
+        r = m.docker("pull", "mirrored:2")
+        assert r.ok, r
+        r = m.docker("run", "--rm", "mirrored:2", "echo", "from the mirror")
+        assert r.ok and r.stdout == "from the mirror\n", r
+        assert "docker.io/library/mirrored:2" not in m.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        assert "mirrored:2" in m.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    finally:
+        problems = stop_dockyardd(m)
+    assert not problems, problems

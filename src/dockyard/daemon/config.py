@@ -31,6 +31,7 @@ class DaemonConfig:
     init_path: str | None = field(default_factory=lambda: find_init())
     log_opts: dict[str, str] = field(default_factory=dict)  # daemon.json "log-opts" for json-file
     insecure_registries: list[str] = field(default_factory=list)  # plain HTTP allowed (loopback always is)
+    registry_mirrors: list[str] = field(default_factory=list)     # where Docker Hub names are pulled from
 
     @property
     def socket_paths(self) -> list[str]:
@@ -91,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="a registry that may be reached over plain HTTP (loopback ones always may)")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="a registry to pull Docker Hub images from")
     p.add_argument("--config-file", help="daemon configuration file (JSON, dockerd's daemon.json keys)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
@@ -107,7 +110,7 @@ def _from_file(path: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise InvalidArgument(f"config file {path}: not a JSON object")
     known = {"hosts", "data-root", "exec-root", "pidfile", "default-runtime", "runtimes", "log-level", "debug",
-             "log-driver", "log-opts", "insecure-registries"}
+             "log-driver", "log-opts", "insecure-registries", "registry-mirrors"}
     unknown = sorted(set(value) - known)
     if unknown:
         raise InvalidArgument(f"config file {path}: unsupported keys: {', '.join(unknown)}")
@@ -160,6 +163,10 @@ def load(args: argparse.Namespace) -> DaemonConfig:
     if not isinstance(insecure, list):
         raise InvalidArgument("config file: insecure-registries must be a list")
     cfg.insecure_registries = [str(x) for x in insecure] + list(args.insecure_registry or [])
+    mirrors = file.get("registry-mirrors") or []
+    if not isinstance(mirrors, list):
+        raise InvalidArgument("config file: registry-mirrors must be a list")
+    cfg.registry_mirrors = [str(x) for x in mirrors] + list(args.registry_mirror or [])
     for host in cfg.hosts:
         unix_path(host)
     return cfg

@@ -38,7 +38,7 @@ class Daemon:
         os.makedirs(cfg.exec_root, mode=0o711, exist_ok=True)
         events = EventService()
         store = await asyncio.to_thread(ImageStore, cfg.data_root)
-        images = ImageService(store, events, cfg.insecure_registries)
+        images = ImageService(store, events, cfg.insecure_registries, cfg.registry_mirrors)
         self.backend = Backend(system=SystemService(cfg.data_root, cfg.exec_root, cfg.default_runtime, cfg.runtimes),
                                events=events, images=images)
         await self._start_containers(images, events)

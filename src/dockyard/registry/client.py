@@ -205,10 +205,35 @@ def _error_text(status: int, data: bytes) -> str:
     return f"HTTP {status}"
 
 
+def mirror_host(mirror: str) -> str:
+    """`http://127.0.0.1:5000/` or `127.0.0.1:5000` -> `127.0.0.1:5000`."""
+    text = mirror.strip()
+    if "://" in text:
+        text = urllib.parse.urlsplit(text).netloc
+    return text.rstrip("/")
+
+
 def pull(store: Any, ref: Reference, *, insecure_registries: list[str] | None = None,
-         credentials: Credentials | None = None, progress: Progress | None = None) -> Any:
-    """Pull `ref` into the image store; the recorded image (named `ref` and by its repo digest)."""
+         credentials: Credentials | None = None, progress: Progress | None = None,
+         mirrors: list[str] | None = None) -> Any:
+    """Pull `ref` into the image store; the recorded image (named `ref` and by its repo digest).
+
+    Docker Hub names are pulled from the `mirrors` (in order) when some are configured."""
+    if ref.domain == DEFAULT_DOMAIN and mirrors:
+        errors = []
+        for mirror in mirrors:
+            host = mirror_host(mirror)
+            try:
+                return _pull_from(store, ref, RegistryClient(host, insecure=is_insecure(host, insecure_registries)
+                                                             or mirror.startswith("http://")), progress)
+            except (RegistryUnavailable, NotFound) as e:
+                errors.append(f"{host}: {e}")
+        raise NotFound(f"{ref.familiar_name}: not found on any registry mirror ({'; '.join(errors)})")
     client = RegistryClient(ref.domain, insecure=is_insecure(ref.domain, insecure_registries), credentials=credentials)
+    return _pull_from(store, ref, client, progress)
+
+
+def _pull_from(store: Any, ref: Reference, client: RegistryClient, progress: Progress | None) -> Any:
     name = ref.path
     reference = str(ref.digest) if ref.digest is not None else (ref.tag or "latest")
     with store.operation() as op:

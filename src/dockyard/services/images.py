@@ -15,10 +15,12 @@ from dockyard.types.reference import DEFAULT_DOMAIN, familiar, parse_image
 
 
 class ImageService:
-    def __init__(self, store: ImageStore, events: EventService, insecure_registries: list[str] | None = None) -> None:
+    def __init__(self, store: ImageStore, events: EventService, insecure_registries: list[str] | None = None,
+                 registry_mirrors: list[str] | None = None) -> None:
         self.store = store
         self.events = events
         self.insecure_registries = list(insecure_registries or [])
+        self.registry_mirrors = list(registry_mirrors or [])
 
     def set_users(self, users: Callable[[str], list[ImageUser]]) -> None:
         self.store.users = users
@@ -61,20 +63,22 @@ class ImageService:
     async def pull(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> Image:
         """The embedded images from the embedded source; others from their registry.
 
-        Docker Hub is refused: this project's machines cannot reach it, so that path was never
-        tested (and tests must not send traffic beyond loopback); use another registry."""
+        Docker Hub itself is refused: this project's machines cannot reach it, so that path was
+        never tested (and tests must not send traffic beyond loopback); its names are pulled from
+        the configured registry mirrors instead, or from another registry."""
         ref = parse_image(name)
         if embedded.is_embedded(str(ref)):
             image = await asyncio.to_thread(embedded.ensure_embedded, self.store, str(ref))
-        elif ref.domain == DEFAULT_DOMAIN:
+        elif ref.domain == DEFAULT_DOMAIN and not self.registry_mirrors:
             raise NotFound(f"pull access denied for {familiar(str(ref))}: pulling from Docker Hub is not enabled "
-                           "(only the embedded busybox:latest is available from docker.io; pull from another "
-                           "registry, e.g. localhost:5000/name, or use docker load/import)")
+                           "(only the embedded busybox:latest is available from docker.io; configure "
+                           "registry-mirrors, pull from another registry, e.g. localhost:5000/name, or use "
+                           "docker load/import)")
         else:
             from dockyard.registry.client import pull
 
             image = await asyncio.to_thread(pull, self.store, ref, insecure_registries=self.insecure_registries,
-                                            progress=progress)
+                                            progress=progress, mirrors=self.registry_mirrors)
         self._event("pull", str(image.id), ref.familiar())
         return image
 
