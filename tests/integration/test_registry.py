@@ -32,7 +32,7 @@ class Registry:
         self.port = _free_port()
         self.root = root
         self.log = open(root.parent / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "dockyard.registry", "--listen",
+        self.process = subprocess.Popen([sys.executable, "-m", "dockyard.registry", "serve", "--addr",
                                          f"127.0.0.1:{self.port}", "--root", str(root)],
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
