@@ -28,12 +28,14 @@ def _free_port() -> int:
 
 
 class Registry:
-    def __init__(self, root: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, root: Path, extra: list[str] | None = None, port: int | None = None,
+                 context: Any = None) -> None:
+        self.port = port or _free_port()
         self.root = root
-        self.log = open(root.parent / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.context = context
+        self.log = open(root.parent / "registry.log", "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([sys.executable, "-m", "dockyard.registry", "serve", "--addr",
-                                         f"127.0.0.1:{self.port}", "--root", str(root)],
+                                         f"127.0.0.1:{self.port}", "--root", str(root), *(extra or [])],
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
@@ -53,7 +55,8 @@ class Registry:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=self.context)
+                if self.context is not None else http.client.HTTPConnection("127.0.0.1", self.port, timeout=30))
         try:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
@@ -195,3 +198,58 @@ def test_skopeo_round_trip(registry: Registry, tmp_path: Path) -> None:
                    capture_output=True, timeout=120)
     index = json.loads((out / "index.json").read_text())
     assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "bb"
+
+
+def test_upload_survives_restart_read_only_and_gc(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    reg = Registry(root)
+    data = os.urandom(200_000)
+    try:
+        status, headers, _ = reg.request("POST", "/v2/keep/blobs/uploads/")
+        location = headers["location"]
+        assert reg.request("PATCH", location, data[:120_000])[0] == 202
+    finally:
+        reg.stop()
+    reg = Registry(root, port=reg.port)
+    try:
+        status, headers, _ = reg.request("GET", location)
+        assert status == 204 and headers["range"] == "0-119999"
+        assert reg.request("PATCH", location, data[120_000:], {"Content-Range": "120000-199999"})[0] == 202
+        status, headers, _ = reg.request("PUT", f"{location}?digest={_digest(data)}")
+        assert status == 201
+        orphan = _push_blob(reg, "gone", b"orphan")
+        assert reg.request("DELETE", f"/v2/gone/blobs/{orphan}")[0] == 202
+    finally:
+        reg.stop()
+    out = subprocess.run([sys.executable, "-m", "dockyard.registry", "garbage-collect", "--root", str(root)],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"removed {orphan}" in out and _digest(data) not in out
+    reg = Registry(root, ["--read-only"], port=reg.port)
+    try:
+        status, _, body = reg.request("GET", f"/v2/keep/blobs/{_digest(data)}")
+        assert status == 200 and body == data
+        status, _, body = reg.request("POST", "/v2/keep/blobs/uploads/")
+        assert status == 405 and _errors(body) == ["UNSUPPORTED"]
+    finally:
+        reg.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificate")
+def test_tls(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(cafile=str(cert))
+    reg = Registry(tmp_path / "registry", ["--tls-cert", str(cert), "--tls-key", str(key)], context=context)
+    try:
+        status, headers, _ = reg.request("GET", "/v2/")
+        assert status == 200 and headers["docker-distribution-api-version"] == "registry/2.0"
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate is refused
+            untrusting = http.client.HTTPSConnection("127.0.0.1", reg.port, timeout=10,
+                                                     context=ssl.create_default_context())
+            untrusting.request("GET", "/v2/")
+    finally:
+        reg.stop()

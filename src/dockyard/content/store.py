@@ -166,6 +166,28 @@ class ContentStore:
             w.write(data)
             return w.commit()
 
+    def adopt(self, path: str, digest: Digest, size: int) -> BlobInfo:
+        """Move a complete file the caller has hashed (it must sit on this store's filesystem)
+        into place as blob `digest`: fsync, read-only, rename. Checks the size, not the hash."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size != size:
+                raise DigestMismatch(f"blob {digest}: {os.fstat(fd).st_size} bytes on disk, {size} expected")
+            if self.sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        target = self.path(digest)
+        created = not os.path.exists(target)
+        if created:
+            os.chmod(path, 0o444)
+            os.rename(path, target)
+            if self.sync:
+                _fsync_dir(os.path.dirname(target))
+        else:
+            os.unlink(path)
+        return BlobInfo(digest, size, created)
+
     def verify(self, digest: Digest) -> None:
         """Re-hash a stored blob (for fsck); raises DigestMismatch when it was corrupted on disk."""
         d = Digester(digest.algorithm)

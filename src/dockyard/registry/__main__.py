@@ -18,7 +18,24 @@ def main(argv: list[str] | None = None) -> int:
                             help="HOST:PORT to listen on (default 127.0.0.1:5000)")
     serve_args.add_argument("--root", required=True, help="storage directory")
     serve_args.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve_args.add_argument("--read-only", action="store_true", help="refuse every write (pushes, deletes)")
+    serve_args.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM, with its chain)")
+    serve_args.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    gc_args = commands.add_parser("garbage-collect", help="remove blobs that nothing references")
+    gc_args.add_argument("--root", required=True, help="storage directory")
+    gc_args.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     args = parser.parse_args(argv)
+    if args.command == "garbage-collect":
+        from dockyard.registry.storage import RegistryStorage
+
+        removed = RegistryStorage(args.root).garbage_collect(dry_run=args.dry_run)
+        for digest in removed:
+            print(f"{'would remove' if args.dry_run else 'removed'} {digest}")
+        print(f"{len(removed)} blob(s) {'unreferenced' if args.dry_run else 'removed'}")
+        return 0
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("dockyard registry: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     host, sep, port_text = args.addr.rpartition(":")
     if not sep or not port_text.isdigit():
         print(f"dockyard registry: --addr {args.addr!r}: expected HOST:PORT", file=sys.stderr)
@@ -30,9 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     from dockyard.registry.storage import RegistryStorage
 
     async def serve() -> None:
-        runner = web.AppRunner(build_app(RegistryStorage(args.root)), access_log=None, handle_signals=False)
+        runner = web.AppRunner(build_app(RegistryStorage(args.root), read_only=args.read_only), access_log=None,
+                               handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port_text))
+        context = None
+        if args.tls_cert:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port_text), ssl_context=context)
         await site.start()
         logging.getLogger("dockyard.registry").info("serving on %s", args.addr)
         stop = asyncio.Event()

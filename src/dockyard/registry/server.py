@@ -23,6 +23,7 @@ from dockyard.registry.storage import MAX_MANIFEST, RegistryError, RegistryStora
 log = logging.getLogger("dockyard.registry")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORAGE: web.AppKey[RegistryStorage] = web.AppKey("storage", RegistryStorage)
+READ_ONLY: web.AppKey[bool] = web.AppKey("read_only", bool)
 API_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 CHUNK = 1 << 20
 
@@ -36,6 +37,8 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> web.Resp
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.app[READ_ONLY] and request.method not in ("GET", "HEAD"):
+            raise RegistryError("UNSUPPORTED", "the registry is in read-only mode", 405)
         response = await handler(request)
     except RegistryError as e:
         return _error(e.status, e.code, str(e), e.detail)
@@ -122,7 +125,7 @@ def _upload_headers(request: web.Request, upload: Upload) -> dict[str, str]:
 async def _append(request: web.Request, upload: Upload) -> None:
     loop = asyncio.get_running_loop()
     async for chunk in request.content.iter_chunked(CHUNK):
-        await loop.run_in_executor(None, upload.writer.write, chunk)
+        await loop.run_in_executor(None, upload.append, chunk)
 
 
 def _created(name: str, digest: Any) -> web.Response:
@@ -252,9 +255,10 @@ async def catalog(request: web.Request) -> web.Response:
     return web.json_response({"repositories": repos}, headers=headers)
 
 
-def build_app(st: RegistryStorage) -> web.Application:
+def build_app(st: RegistryStorage, read_only: bool = False) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app[STORAGE] = st
+    app[READ_ONLY] = read_only
     r = app.router
     r.add_get("/v2/", base)
     r.add_get("/v2/_catalog", catalog)

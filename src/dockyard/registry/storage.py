@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
-from dataclasses import dataclass, field
 
-from dockyard.content.store import BlobInfo, ContentStore, Writer
+from dockyard.content.store import BlobInfo, ContentStore
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
-from dockyard.types.digest import Digest, DigestMismatch, InvalidDigest
+from dockyard.types.digest import Digest, Digester, InvalidDigest
 from dockyard.types.oci import INDEX_TYPES, InvalidDocument, UnknownMediaType, document_media_type, parse_index, \
     parse_manifest
 from dockyard.utils.fileio import write_atomic
@@ -45,16 +45,38 @@ def name_invalid(name: str) -> RegistryError:
     return RegistryError("NAME_INVALID", f"invalid repository name {name!r}", 400)
 
 
-@dataclass
 class Upload:
-    uuid: str
-    name: str
-    writer: Writer
-    touched: float = field(default_factory=time.monotonic)
+    """An upload session: its data in <root>/uploads/<uuid>/data, its repository beside it, so
+    that a restarted server resumes it (the hash is then rebuilt from the data once)."""
+
+    def __init__(self, directory: str, uuid: str, name: str) -> None:
+        self.uuid, self.name = uuid, name
+        self.dir = directory
+        self.path = os.path.join(directory, "data")
+        self.touched = time.monotonic()
+        self._digester: Digester | None = None
 
     @property
     def size(self) -> int:
-        return self.writer.written
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+
+    def digester(self) -> Digester:
+        if self._digester is None:  # a session from before a restart: hash what is there
+            d = Digester()
+            with open(self.path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    d.update(chunk)
+            self._digester = d
+        return self._digester
+
+    def append(self, data: bytes) -> None:
+        d = self.digester()
+        with open(self.path, "ab") as f:
+            f.write(data)
+        d.update(data)
 
 
 class RegistryStorage:
@@ -63,7 +85,9 @@ class RegistryStorage:
         self.content = ContentStore(os.path.join(self.root, "content"))
         self.content.recover()
         self.repos = os.path.join(self.root, "repositories")
-        os.makedirs(self.repos, mode=0o700, exist_ok=True)
+        self.uploads_dir = os.path.join(self.root, "uploads")
+        for d in (self.repos, self.uploads_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
         self.uploads: dict[str, Upload] = {}
 
     # --- names ---
@@ -128,36 +152,80 @@ class RegistryStorage:
     def start_upload(self, name: str) -> Upload:
         self.repo_dir(name)
         self._expire_uploads()
-        upload = Upload(secrets.token_hex(16), name, self.content.writer())
-        self.uploads[upload.uuid] = upload
+        uuid = secrets.token_hex(16)
+        directory = os.path.join(self.uploads_dir, uuid)
+        os.mkdir(directory, 0o700)
+        write_atomic(os.path.join(directory, "name"), name.encode(), 0o600, sync=False)
+        open(os.path.join(directory, "data"), "wb").close()
+        upload = Upload(directory, uuid, name)
+        self.uploads[uuid] = upload
         return upload
 
     def upload(self, name: str, uuid: str) -> Upload:
         upload = self.uploads.get(uuid)
+        if upload is None and re.fullmatch(r"[0-9a-f]{32}", uuid):
+            directory = os.path.join(self.uploads_dir, uuid)
+            try:
+                with open(os.path.join(directory, "name")) as f:
+                    upload = self.uploads[uuid] = Upload(directory, uuid, f.read())
+            except FileNotFoundError:
+                upload = None
         if upload is None or upload.name != name:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", f"blob upload unknown to registry: {uuid}", 404)
         upload.touched = time.monotonic()
         return upload
 
     def finish_upload(self, upload: Upload, digest: Digest) -> BlobInfo:
-        upload.writer.expected = digest
         try:
-            info = upload.writer.commit()
-        except DigestMismatch as e:
-            raise RegistryError("DIGEST_INVALID", str(e), 400, {"digest": str(digest)}) from None
+            d = upload.digester()
+            if digest.algorithm != d.algorithm or d.digest() != digest:
+                raise RegistryError("DIGEST_INVALID", f"digest mismatch: the upload has {d.digest()}, not {digest}",
+                                    400, {"digest": str(digest)})
+            info = self.content.adopt(upload.path, digest, d.size)
         finally:
-            self.uploads.pop(upload.uuid, None)
+            self._drop(upload)
         self._link(upload.name, "blobs", info.digest)
         return info
 
     def cancel_upload(self, upload: Upload) -> None:
-        upload.writer.abort()
+        self._drop(upload)
+
+    def _drop(self, upload: Upload) -> None:
         self.uploads.pop(upload.uuid, None)
+        shutil.rmtree(upload.dir, ignore_errors=True)
 
     def _expire_uploads(self) -> None:
+        """Sessions idle for an hour are dropped (also those left by an earlier run)."""
         now = time.monotonic()
         for upload in [u for u in self.uploads.values() if now - u.touched > UPLOAD_IDLE_SECONDS]:
-            self.cancel_upload(upload)
+            self._drop(upload)
+        for uuid in os.listdir(self.uploads_dir):
+            if uuid not in self.uploads:
+                path = os.path.join(self.uploads_dir, uuid)
+                try:
+                    if time.time() - os.path.getmtime(path) > UPLOAD_IDLE_SECONDS:
+                        shutil.rmtree(path, ignore_errors=True)
+                except FileNotFoundError:
+                    pass
+
+    # --- garbage collection ---
+
+    def garbage_collect(self, dry_run: bool = False) -> list[Digest]:
+        """Remove blobs no repository links to and no manifest references; what was (or would be) removed."""
+        keep: set[str] = set()
+        for dirpath, _, filenames in os.walk(self.repos):
+            parts = dirpath.split(os.sep)
+            if len(parts) >= 2 and parts[-2] in ("blobs", "manifests"):
+                for encoded in filenames:
+                    if not encoded.startswith("."):
+                        keep.add(f"{parts[-1]}:{encoded}")
+        removed = []
+        for info in self.content.walk():
+            if str(info.digest) not in keep:
+                removed.append(info.digest)
+                if not dry_run:
+                    self.content.delete(info.digest)
+        return removed
 
     # --- manifests and tags ---
 
