@@ -253,3 +253,32 @@ def test_tls(tmp_path: Path) -> None:
             untrusting.request("GET", "/v2/")
     finally:
         reg.stop()
+
+
+def test_referrers(registry: Registry) -> None:
+    empty = _push_blob(registry, "app", b"{}")
+    subject = _manifest(empty, 2, [])
+    assert registry.request("PUT", "/v2/app/manifests/v1", subject,
+                            {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})[0] == 201
+    sig_blob = _push_blob(registry, "app", b"signature bytes")
+    signature = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.signature", "digest": sig_blob, "size": 15}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(subject),
+                    "size": len(subject)},
+        "annotations": {"signed-by": "test"},
+    }).encode()
+    status, headers, _ = registry.request("PUT", f"/v2/app/manifests/{_digest(signature)}", signature,
+                                          {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert status == 201 and headers["oci-subject"] == _digest(subject)
+    status, headers, body = registry.request("GET", f"/v2/app/referrers/{_digest(subject)}")
+    index = json.loads(body)
+    assert status == 200 and headers["content-type"].startswith("application/vnd.oci.image.index.v1+json")
+    assert [m["digest"] for m in index["manifests"]] == [_digest(signature)]
+    assert index["manifests"][0]["artifactType"] == "application/vnd.example.signature"
+    assert index["manifests"][0]["annotations"] == {"signed-by": "test"}
+    status, headers, body = registry.request("GET", f"/v2/app/referrers/{_digest(subject)}?artifactType=other/type")
+    assert json.loads(body)["manifests"] == [] and headers["oci-filters-applied"] == "artifactType"
+    assert json.loads(registry.request("GET", f"/v2/app/referrers/{_digest(b'none')}")[2])["manifests"] == []

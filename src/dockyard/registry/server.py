@@ -214,8 +214,25 @@ async def put_manifest(request: web.Request) -> web.Response:
     name, reference = request.match_info["name"], request.match_info["reference"]
     data = await request.content.read(MAX_MANIFEST + 1)
     digest = st.put_manifest(name, reference, data, request.headers.get("Content-Type"))
-    return web.Response(status=201, headers={"Location": f"/v2/{name}/manifests/{digest}",
-                                             "Docker-Content-Digest": str(digest), "Content-Length": "0"})
+    headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest),
+               "Content-Length": "0"}
+    try:
+        subject = json.loads(data).get("subject") or {}
+        if subject.get("digest"):
+            headers["OCI-Subject"] = str(subject["digest"])
+    except (ValueError, AttributeError):
+        pass
+    return web.Response(status=201, headers=headers)
+
+
+async def referrers(request: web.Request) -> web.Response:
+    st = storage(request)
+    artifact_type = request.query.get("artifactType")
+    found = st.referrers(request.match_info["name"], st.digest(request.match_info["digest"]), artifact_type)
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
+    return web.Response(status=200, body=json.dumps(body).encode(), headers=headers,
+                        content_type="application/vnd.oci.image.index.v1+json")
 
 
 async def delete_manifest(request: web.Request) -> web.Response:
@@ -263,6 +280,7 @@ def build_app(st: RegistryStorage, read_only: bool = False) -> web.Application:
     r.add_get("/v2/", base)
     r.add_get("/v2/_catalog", catalog)
     r.add_get("/v2/{name:.+}/tags/list", tags_list)
+    r.add_get("/v2/{name:.+}/referrers/{digest}", referrers)
     r.add_route("GET", "/v2/{name:.+}/manifests/{reference}", get_manifest)
     r.add_route("HEAD", "/v2/{name:.+}/manifests/{reference}", get_manifest)
     r.add_put("/v2/{name:.+}/manifests/{reference}", put_manifest)

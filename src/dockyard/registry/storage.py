@@ -286,11 +286,48 @@ class RegistryStorage:
         elif not TAG_RE.match(reference):
             raise RegistryError("TAG_INVALID", f"invalid tag {reference!r}", 400)
         self._link(name, "manifests", info.digest, media_type.encode())
+        self._record_referrer(name, data, media_type, info.digest)
         if ":" not in reference:
             path = os.path.join(self.repo_dir(name), "tags", reference)
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             write_atomic(path, str(info.digest).encode(), 0o600)
         return info.digest
+
+    def _record_referrer(self, name: str, data: bytes, media_type: str, digest: Digest) -> None:
+        """A manifest with a `subject` (a signature, an SBOM...) is listed by the referrers API."""
+        import json
+
+        try:
+            doc = json.loads(data)
+            subject = self.digest(str(doc["subject"]["digest"]))
+        except (ValueError, KeyError, TypeError, RegistryError):
+            return
+        artifact_type = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType") or ""
+        entry = {"mediaType": media_type, "digest": str(digest), "size": len(data)}
+        if artifact_type:
+            entry["artifactType"] = artifact_type
+        if isinstance(doc.get("annotations"), dict) and doc["annotations"]:
+            entry["annotations"] = doc["annotations"]
+        path = os.path.join(self.repo_dir(name), "referrers", subject.algorithm, subject.encoded, digest.encoded)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_atomic(path, json.dumps(entry).encode(), 0o600, sync=False)
+
+    def referrers(self, name: str, subject: Digest, artifact_type: str | None = None) -> list[dict[str, object]]:
+        import json
+
+        directory = os.path.join(self.repo_dir(name), "referrers", subject.algorithm, subject.encoded)
+        out = []
+        for encoded in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            if encoded.startswith("."):
+                continue
+            with open(os.path.join(directory, encoded)) as f:
+                entry = json.load(f)
+            if self._linked(name, "manifests", self.digest(entry["digest"])) is None:
+                continue  # deleted since
+            if artifact_type and entry.get("artifactType") != artifact_type:
+                continue
+            out.append(entry)
+        return out
 
     def delete_manifest(self, name: str, reference: str) -> None:
         if ":" not in reference:
