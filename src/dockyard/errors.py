@@ -47,3 +47,7 @@ class SystemFailure(DockyardError):
     def __init__(self, message: str, errno: int = 0) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class Unauthorized(DockyardError):
+    """Credentials were missing or refused (a registry login, a pull or push)."""

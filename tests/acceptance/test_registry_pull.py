@@ -116,3 +116,44 @@ def test_registry_mirror_serves_docker_hub_names(env: tuple[Registry, Dockyardd]
     finally:
         problems = stop_dockyardd(m)
     assert not problems, problems
+
+
+@pytest.mark.parametrize("mode", ["htpasswd", "token"])
+def test_login_push_pull_with_auth(mode: str, tmp_path: Path) -> None:
+    import bcrypt
+
+    if shutil.which("docker") is None or shutil.which("skopeo") is None:
+        pytest.skip("the docker CLI and skopeo are installed by scripts/setup.sh")
+    users = tmp_path / "htpasswd"
+    users.write_bytes(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)) + b"\n")
+    reg = Registry(tmp_path / "registry", ["--auth", mode, "--htpasswd", str(users)])
+    try:
+        d = start_dockyardd(tmp_path / "dockyardd")
+    except BaseException:
+        reg.stop()
+        raise
+    try:
+        d.docker("pull", "busybox").check()
+        name = f"{reg.host}/alice/bb:1"
+        d.docker("tag", "busybox", name).check()
+        r = d.docker("push", name)
+        assert not r.ok and "docker login" in (r.stdout + r.stderr), r
+        r = d.docker("login", "-u", "alice", "--password-stdin", reg.host, input="wrong\n")
+        assert not r.ok and "401" in r.stderr, r
+        r = d.docker("login", "-u", "alice", "--password-stdin", reg.host, input="s3cret\n")
+        assert r.ok and "Login Succeeded" in r.stdout, r
+        r = d.docker("push", name)
+        assert r.ok and "digest: sha256:" in r.stdout, r
+        d.docker("rmi", name).check()
+        r = d.docker("pull", name)
+        assert r.ok, r
+        d.docker("logout", reg.host).check()
+        d.docker("rmi", name).check()
+        r = d.docker("pull", name)
+        assert not r.ok, r
+        status, headers, _ = reg.request("GET", "/v2/alice/bb/tags/list")
+        assert status == 401 and headers["www-authenticate"].startswith("Basic" if mode == "htpasswd" else "Bearer")
+    finally:
+        problems = stop_dockyardd(d)
+        reg.stop()
+    assert not problems, problems

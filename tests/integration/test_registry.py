@@ -40,7 +40,7 @@ class Registry:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if self.request("GET", "/v2/")[0] == 200:
+                if self.request("GET", "/v2/")[0] in (200, 401):
                     break
             except OSError:
                 pass

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     serve_args.add_argument("--read-only", action="store_true", help="refuse every write (pushes, deletes)")
     serve_args.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM, with its chain)")
     serve_args.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    serve_args.add_argument("--auth", choices=("none", "htpasswd", "token"), default="none",
+                            help="none, htpasswd (basic auth) or token (bearer tokens from /token)")
+    serve_args.add_argument("--htpasswd", help="users (bcrypt entries, htpasswd -B)")
+    serve_args.add_argument("--token-realm", help="the token endpoint's URL clients are sent to (default: this server's /token)")
+    serve_args.add_argument("--token-key", help="file with the secret that signs tokens (default: a random one)")
+    serve_args.add_argument("--anonymous-pull", action="store_true", help="with --auth token: anyone may pull")
     gc_args = commands.add_parser("garbage-collect", help="remove blobs that nothing references")
     gc_args.add_argument("--root", required=True, help="storage directory")
     gc_args.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -33,6 +39,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'would remove' if args.dry_run else 'removed'} {digest}")
         print(f"{len(removed)} blob(s) {'unreferenced' if args.dry_run else 'removed'}")
         return 0
+    auth = None
+    if args.auth != "none":
+        if not args.htpasswd:
+            print("dockyard registry: --auth needs --htpasswd", file=sys.stderr)
+            return 2
+        from dockyard.registry.auth import Authenticator
+
+        key = None
+        if args.token_key:
+            with open(args.token_key, "rb") as f:
+                key = f.read().strip()
+        try:
+            auth = Authenticator(args.auth, args.htpasswd, token_realm=args.token_realm, key=key,
+                                 anonymous_pull=args.anonymous_pull)
+        except (OSError, ValueError) as e:
+            print(f"dockyard registry: {e}", file=sys.stderr)
+            return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("dockyard registry: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -47,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from dockyard.registry.storage import RegistryStorage
 
     async def serve() -> None:
-        runner = web.AppRunner(build_app(RegistryStorage(args.root), read_only=args.read_only), access_log=None,
+        runner = web.AppRunner(build_app(RegistryStorage(args.root), read_only=args.read_only, auth=auth), access_log=None,
                                handle_signals=False)
         await runner.setup()
         context = None

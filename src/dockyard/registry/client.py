@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unauthorized
 from dockyard.types.digest import Digest
 from dockyard.types.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, document_media_type, parse_index, \
     parse_manifest
@@ -65,6 +65,7 @@ class RegistryClient:
         self.timeout = timeout
         self.scheme: str | None = None
         self._authorization: str | None = None
+        self._scopes: list[str] = []  # every scope asked for so far: one token covers them all
 
     # --- transport ---
 
@@ -121,7 +122,7 @@ class RegistryClient:
         kind, _, params_text = challenge.partition(" ")
         if kind.lower() == "basic":
             if self.credentials is None:
-                raise RegistryUnavailable(f"registry {self.host} requires authentication (no credentials given)")
+                raise AuthenticationFailed(f"registry {self.host}: authentication required (docker login {self.host})")
             raw = f"{self.credentials.username}:{self.credentials.password}".encode()
             self._authorization = "Basic " + base64.b64encode(raw).decode()
             return
@@ -132,7 +133,9 @@ class RegistryClient:
         if not realm:
             raise RegistryUnavailable(f"registry {self.host}: authentication challenge without a realm")
         url = urllib.parse.urlsplit(realm)
-        query = urllib.parse.urlencode({k: v for k, v in params.items() if k in ("service", "scope")})
+        if params.get("scope") and params["scope"] not in self._scopes:
+            self._scopes.append(params["scope"])
+        query = urllib.parse.urlencode([("service", params.get("service", ""))] + [("scope", x) for x in self._scopes])
         conn = self._connect(url.scheme, url.netloc)
         headers = {"User-Agent": "dockyard"}
         if self.credentials is not None:
@@ -142,6 +145,8 @@ class RegistryClient:
         response = conn.getresponse()
         data = response.read()
         conn.close()
+        if response.status == 401:
+            raise AuthenticationFailed(f"registry {self.host}: unauthorized: invalid username or password")
         if response.status != 200:
             raise RegistryUnavailable(f"registry {self.host}: token request refused ({response.status})")
         try:
@@ -156,6 +161,7 @@ class RegistryClient:
         """(bytes, media type, digest) of a manifest or index, verified when asked for by digest."""
         response = self.request("GET", f"/v2/{name}/manifests/{reference}", {"Accept": ACCEPT})
         data = response.read(MAX_MANIFEST + 1)
+        _refused(response.status, self.host, data)
         if response.status == 404:
             raise NotFound(f"manifest for {self.host}/{name}:{reference} not found: manifest unknown")
         if response.status != 200:
@@ -176,6 +182,7 @@ class RegistryClient:
         response = self.request("GET", f"/v2/{name}/blobs/{desc.digest}")
         if response.status != 200:
             data = response.read(65536)
+            _refused(response.status, self.host, data)
             raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: {_error_text(response.status, data)}")
         with store.content.writer(desc.digest, desc.size) as writer:
             while chunk := response.read(1 << 20):
@@ -184,6 +191,33 @@ class RegistryClient:
                     progress({"status": "Downloading", "id": desc.digest.encoded[:12],
                               "progressDetail": {"current": writer.written, "total": desc.size}})
             return writer.commit()
+
+
+def login(host: str, credentials: Credentials, insecure_registries: list[str] | None = None) -> None:
+    """Check credentials against a registry (GET /v2/ answering its challenge); raises if refused."""
+    if host in (DEFAULT_DOMAIN, "index.docker.io", "https://index.docker.io/v1/"):
+        raise InvalidArgument("logging in to Docker Hub is not enabled (log in to another registry)")
+    client = RegistryClient(host, insecure=is_insecure(host, insecure_registries), credentials=credentials)
+    try:
+        response = client.request("GET", "/v2/")
+    except AuthenticationFailed:
+        raise AuthenticationFailed(f"login attempt to {client.scheme or 'https'}://{host}/v2/ failed with status: "
+                                   "401 Unauthorized") from None
+    response.read()
+    if response.status == 401:
+        raise AuthenticationFailed(f"login attempt to {client.scheme or 'https'}://{host}/v2/ failed with status: "
+                                   "401 Unauthorized")
+    if response.status != 200:
+        raise RegistryUnavailable(f"login attempt to {host}: HTTP {response.status}")
+
+
+class AuthenticationFailed(Unauthorized):
+    """The registry refused the credentials."""
+
+
+def _refused(status: int, host: str, data: bytes) -> None:
+    if status in (401, 403):
+        raise AuthenticationFailed(f"registry {host}: {_error_text(status, data)} (docker login {host})")
 
 
 def _challenge_params(text: str) -> list[tuple[str, str]]:
@@ -234,6 +268,15 @@ def pull(store: Any, ref: Reference, *, insecure_registries: list[str] | None = 
 
 
 def _pull_from(store: Any, ref: Reference, client: RegistryClient, progress: Progress | None) -> Any:
+    try:
+        return _pull_from_registry(store, ref, client, progress)
+    except AuthenticationFailed as e:
+        # dockerd's answer (a 404, not a 401: the docker CLI would prompt for a login on a 401)
+        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or may require "
+                       f"'docker login': {e}") from None
+
+
+def _pull_from_registry(store: Any, ref: Reference, client: RegistryClient, progress: Progress | None) -> Any:
     name = ref.path
     reference = str(ref.digest) if ref.digest is not None else (ref.tag or "latest")
     with store.operation() as op:
@@ -263,7 +306,8 @@ def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, 
             progress({"status": "Layer already exists", "id": desc.digest.encoded[:12]})
         return
     start = client.request("POST", f"/v2/{name}/blobs/uploads/")
-    start.read()
+    body = start.read(65536)
+    _refused(start.status, client.host, body)
     if start.status not in (201, 202):
         raise RegistryUnavailable(f"registry {client.host}: cannot start an upload to {name} (HTTP {start.status})")
     location = start.getheader("Location") or ""
@@ -284,6 +328,7 @@ def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, 
 def _push_manifest(client: RegistryClient, name: str, reference: str, data: bytes, media_type: str) -> None:
     response = client.request("PUT", f"/v2/{name}/manifests/{reference}", {"Content-Type": media_type}, data)
     body = response.read(65536)
+    _refused(response.status, client.host, body)
     if response.status != 201:
         raise RegistryUnavailable(f"registry {client.host}: manifest {name}:{reference}: {_error_text(response.status, body)}")
 

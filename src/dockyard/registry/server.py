@@ -18,12 +18,24 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.errors import DockyardError
+from dockyard.registry.auth import Access, AuthError
 from dockyard.registry.storage import MAX_MANIFEST, RegistryError, RegistryStorage, Upload
 
 log = logging.getLogger("dockyard.registry")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORAGE: web.AppKey[RegistryStorage] = web.AppKey("storage", RegistryStorage)
 READ_ONLY: web.AppKey[bool] = web.AppKey("read_only", bool)
+AUTH: web.AppKey[Any] = web.AppKey("auth", object)
+_ACTIONS = {"GET": "pull", "HEAD": "pull", "POST": "push", "PUT": "push", "PATCH": "push", "DELETE": "delete"}
+
+
+def _needed(request: web.Request) -> Access:
+    name = request.match_info.get("name")
+    if name:
+        return Access("repository", name, (_ACTIONS.get(request.method, "push"),))
+    if request.path.startswith("/v2/_catalog"):
+        return Access("registry", "catalog", ("*",))
+    return Access("registry", "base", ())
 API_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 CHUNK = 1 << 20
 
@@ -37,6 +49,14 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> web.Resp
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        auth = request.app[AUTH]
+        if auth is not None and request.path != "/token":
+            try:
+                auth.authorize(request.headers, _needed(request), request.host)
+            except AuthError as e:
+                response = _error(401, "UNAUTHORIZED", str(e))
+                response.headers["WWW-Authenticate"] = e.challenge
+                return response
         if request.app[READ_ONLY] and request.method not in ("GET", "HEAD"):
             raise RegistryError("UNSUPPORTED", "the registry is in read-only mode", 405)
         response = await handler(request)
@@ -272,10 +292,25 @@ async def catalog(request: web.Request) -> web.Response:
     return web.json_response({"repositories": repos}, headers=headers)
 
 
-def build_app(st: RegistryStorage, read_only: bool = False) -> web.Application:
+async def token(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    try:
+        body = auth.issue(request.headers.get("Authorization"), request.query.get("service", ""),
+                          request.query.getall("scope", []))
+    except AuthError as e:
+        response = _error(401, "UNAUTHORIZED", str(e))
+        response.headers["WWW-Authenticate"] = e.challenge
+        return response
+    return web.json_response(body)
+
+
+def build_app(st: RegistryStorage, read_only: bool = False, auth: Any = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app[STORAGE] = st
     app[READ_ONLY] = read_only
+    app[AUTH] = auth
+    if auth is not None and auth.mode == "token":
+        app.router.add_get("/token", token)
     r = app.router
     r.add_get("/v2/", base)
     r.add_get("/v2/_catalog", catalog)

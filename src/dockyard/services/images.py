@@ -60,7 +60,13 @@ class ImageService:
         self.events.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
         return report
 
-    async def pull(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> Image:
+    async def login(self, server: str, username: str, password: str) -> None:
+        from dockyard.registry.client import Credentials, login
+
+        await asyncio.to_thread(login, server, Credentials(username, password), self.insecure_registries)
+
+    async def pull(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None,
+                   credentials: Any = None) -> Image:
         """The embedded images from the embedded source; others from their registry.
 
         Docker Hub itself is refused: this project's machines cannot reach it, so that path was
@@ -78,18 +84,19 @@ class ImageService:
             from dockyard.registry.client import pull
 
             image = await asyncio.to_thread(pull, self.store, ref, insecure_registries=self.insecure_registries,
-                                            progress=progress, mirrors=self.registry_mirrors)
+                                            progress=progress, mirrors=self.registry_mirrors, credentials=credentials)
         self._event("pull", str(image.id), ref.familiar())
         return image
 
-    async def push(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[str, int]:
+    async def push(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None,
+                   credentials: Any = None) -> tuple[str, int]:
         """Push a local image to its registry; (digest, size) of the pushed manifest."""
         from dockyard.registry.client import push
 
         ref = parse_image(name)
         await self.get(str(ref))
         digest, size = await asyncio.to_thread(push, self.store, ref, insecure_registries=self.insecure_registries,
-                                               progress=progress)
+                                               progress=progress, credentials=credentials)
         self._event("push", str(ref), ref.familiar())
         return str(digest), size
 

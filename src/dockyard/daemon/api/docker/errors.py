@@ -9,11 +9,13 @@ from dockyard.errors import (
     InvalidSpec,
     NotFound,
     NotImplementedFeature,
+    Unauthorized,
     WrongState,
 )
 
 _STATUS: tuple[tuple[type[DockyardError], int], ...] = (
     (NotFound, 404),
+    (Unauthorized, 401),
     (AlreadyExists, 409),
     (WrongState, 409),
     (InvalidArgument, 400),

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
-from dockyard.daemon.api.docker.params import boolean, filters, timestamp
+from dockyard.daemon.api.docker.params import boolean, filters, json_body, timestamp
 from dockyard.daemon.api.docker.version import at_least
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.image.model import Image, ImageDetails
@@ -172,7 +172,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         def progress(message: dict[str, Any]) -> None:  # called from the pulling thread
             loop.call_soon_threadsafe(updates.put_nowait, message)
 
-        pulling = loop.create_task(services.images.pull(name, progress))
+        pulling = loop.create_task(services.images.pull(name, progress, registry_credentials(request)))
         first = loop.create_task(updates.get())
         await asyncio.wait({pulling, first}, return_when=asyncio.FIRST_COMPLETED)
         if pulling.done() and pulling.exception() is not None:
@@ -223,6 +223,36 @@ async def create(request: web.Request) -> web.StreamResponse:
     raise InvalidArgument("fromImage or fromSrc is required")
 
 
+def registry_credentials(request: web.Request) -> Any:
+    """The X-Registry-Auth header (base64url JSON the docker CLI sends): Credentials or None."""
+    import base64
+
+    from dockyard.registry.client import Credentials
+
+    header = request.headers.get("X-Registry-Auth", "").strip()
+    if not header:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("invalid X-Registry-Auth header") from None
+    if not isinstance(value, dict) or not value.get("username"):
+        return None
+    return Credentials(str(value["username"]), str(value.get("password") or ""))
+
+
+async def auth(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    server = str(body.get("serveraddress") or "")
+    for prefix in ("https://", "http://"):
+        server = server[len(prefix):] if server.startswith(prefix) else server
+    server = server.split("/", 1)[0]
+    if not server:
+        raise InvalidArgument("serveraddress is required")
+    await backend(request).images.login(server, str(body.get("username") or ""), str(body.get("password") or ""))
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 async def push(request: web.Request) -> web.StreamResponse:
     images = backend(request).images
     name = request.match_info["name"]
@@ -238,7 +268,7 @@ async def push(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     await response.write(_progress({"status": f"The push refers to repository [{ref.name if ref.domain != 'docker.io' else ref.familiar_name}]"}))
-    pushing = loop.create_task(images.push(str(ref.tagged_or_latest()), progress))
+    pushing = loop.create_task(images.push(str(ref.tagged_or_latest()), progress, registry_credentials(request)))
     waiting = loop.create_task(updates.get())
     while True:
         if waiting.done():
@@ -338,4 +368,5 @@ def register(router: Router) -> None:
     router.add("GET", "/images/{name:.+}/get", save_one)
     router.add("POST", "/images/{name:.+}/tag", tag)
     router.add("POST", "/images/{name:.+}/push", push)
+    router.add("POST", "/auth", auth)
     router.add("DELETE", "/images/{name:.+}", remove)
