@@ -157,3 +157,80 @@ def test_login_push_pull_with_auth(mode: str, tmp_path: Path) -> None:
         problems = stop_dockyardd(d)
         reg.stop()
     assert not problems, problems
+
+
+class DistributionRegistry:
+    """Debian's docker-registry (the distribution project's registry) on a loopback port."""
+
+    def __init__(self, directory: Path) -> None:
+        import time
+
+        from test_registry import _free_port
+
+        self.port = _free_port()
+        directory.mkdir(parents=True)
+        config = directory / "config.yml"
+        config.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {directory}/data}}\n"
+                          f"  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{self.port}}}\n")
+        self.log = open(directory / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        import http.client
+
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/v2/")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("docker-registry did not start: " + (directory / "registry.log").read_text())
+            time.sleep(0.05)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry is installed by scripts/setup.sh")
+def test_push_pull_with_the_distribution_registry(tmp_path: Path) -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is installed by scripts/setup.sh")
+    reg = DistributionRegistry(tmp_path / "distribution")
+    try:
+        d = start_dockyardd(tmp_path / "dockyardd")
+    except BaseException:
+        reg.stop()
+        raise
+    try:
+        d.docker("pull", "busybox").check()
+        d.docker("run", "--name", "src", "busybox", "sh", "-c", "echo layered > /layer.txt").check()
+        name = f"{reg.host}/dist/test:1"
+        d.docker("commit", "src", name).check()
+        d.docker("rm", "src").check()
+        r = d.docker("push", name)
+        assert r.ok and "digest: sha256:" in r.stdout, r
+        d.docker("rmi", name).check()
+        r = d.docker("pull", name)
+        assert r.ok and "Downloaded newer image" in r.stdout, r
+        r = d.docker("run", "--rm", name, "cat", "/layer.txt")
+        assert r.ok and r.stdout == "layered\n", r
+    finally:
+        problems = stop_dockyardd(d)
+        reg.stop()
+    assert not problems, problems
