@@ -21,6 +21,7 @@ import socket
 import ssl
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ from dockyard.types.reference import DEFAULT_DOMAIN, Reference
 ACCEPT = ", ".join([*MANIFEST_TYPES, *INDEX_TYPES])
 MAX_MANIFEST = 4 << 20
 TIMEOUT = 60.0
+RESUME_ATTEMPTS = 3
+DOWNLOAD_THREADS = 3
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -176,21 +179,39 @@ class RegistryClient:
 
     def fetch_blob(self, name: str, desc: Descriptor, store: Any, progress: Progress | None = None) -> Any:
         """Stream a blob into the content store, verified against the descriptor; its BlobInfo
-        (`created` when this call added it)."""
+        (`created` when this call added it). A transfer cut short is resumed with a Range request
+        (up to RESUME_ATTEMPTS times) from where it stopped."""
         if store.content.exists(desc.digest):
             return store.content.info(desc.digest)
-        response = self.request("GET", f"/v2/{name}/blobs/{desc.digest}")
-        if response.status != 200:
-            data = response.read(65536)
-            _refused(response.status, self.host, data)
-            raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: {_error_text(response.status, data)}")
         with store.content.writer(desc.digest, desc.size) as writer:
-            while chunk := response.read(1 << 20):
-                writer.write(chunk)
-                if progress is not None:
-                    progress({"status": "Downloading", "id": desc.digest.encoded[:12],
-                              "progressDetail": {"current": writer.written, "total": desc.size}})
-            return writer.commit()
+            attempts = 0
+            while True:
+                headers = {"Range": f"bytes={writer.written}-"} if writer.written else {}
+                try:
+                    response = self.request("GET", f"/v2/{name}/blobs/{desc.digest}", headers)
+                    if response.status not in (200, 206) or (writer.written and response.status != 206):
+                        data = response.read(65536)
+                        _refused(response.status, self.host, data)
+                        raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: "
+                                                  f"{_error_text(response.status, data)}")
+                    while chunk := response.read(1 << 20):
+                        writer.write(chunk)
+                        if progress is not None:
+                            progress({"status": "Downloading", "id": desc.digest.encoded[:12],
+                                      "progressDetail": {"current": writer.written, "total": desc.size}})
+                except (http.client.IncompleteRead, ConnectionError, socket.timeout) as e:
+                    attempts += 1
+                    if attempts > RESUME_ATTEMPTS:
+                        raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: transfer failed "
+                                                  f"after {writer.written} of {desc.size} bytes: {e}") from None
+                    continue
+                if writer.written < desc.size:  # the connection ended early without an error
+                    attempts += 1
+                    if attempts > RESUME_ATTEMPTS:
+                        raise RegistryUnavailable(f"registry {self.host}: blob {desc.digest}: transfer failed "
+                                                  f"after {writer.written} of {desc.size} bytes")
+                    continue
+                return writer.commit()
 
 
 def login(host: str, credentials: Credentials, insecure_registries: list[str] | None = None) -> None:
@@ -290,10 +311,24 @@ def _pull_from_registry(store: Any, ref: Reference, client: RegistryClient, prog
             manifest = parse_manifest(child, child_type)
         else:
             manifest = parse_manifest(data, media_type)
-        for desc in [manifest.config, *manifest.layers]:
-            op.note(client.fetch_blob(name, desc, store, progress))
-            if progress is not None and desc is not manifest.config:
+        op.note(client.fetch_blob(name, manifest.config, store, progress))
+
+        def fetch(desc: Descriptor) -> Any:
+            info = client.fetch_blob(name, desc, store, progress)
+            if progress is not None:
                 progress({"status": "Download complete", "id": desc.digest.encoded[:12]})
+            return info
+
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="pull") as pool:
+            futures = [pool.submit(fetch, desc) for desc in manifest.layers]  # in parallel
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                op.note(future.result())  # noted even when another layer failed: the undo removes it
+            except BaseException as e:  # noqa: BLE001 - the first failure is raised below
+                failure = failure or e
+        if failure is not None:
+            raise failure
         names = [ref] if ref.digest is None else []
         return store.create(op, target, names, repo_digest=True)
 
