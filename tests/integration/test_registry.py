@@ -282,3 +282,29 @@ def test_referrers(registry: Registry) -> None:
     status, headers, body = registry.request("GET", f"/v2/app/referrers/{_digest(subject)}?artifactType=other/type")
     assert json.loads(body)["manifests"] == [] and headers["oci-filters-applied"] == "artifactType"
     assert json.loads(registry.request("GET", f"/v2/app/referrers/{_digest(b'none')}")[2])["manifests"] == []
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is installed by scripts/setup.sh")
+def test_pull_through_cache(registry: Registry, tmp_path: Path) -> None:
+    from image_helpers import synthetic_docker_archive
+
+    archive = tmp_path / "image.tar"
+    synthetic_docker_archive(str(archive), layers=2, files_per_layer=10)
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}",
+                    f"docker://{registry.host}/lib/app:1"], check=True, capture_output=True, timeout=120)
+    cache = Registry(tmp_path / "cache", ["--proxy-remote", f"http://{registry.host}"])
+    try:
+        out = tmp_path / "first"
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{cache.host}/lib/app:1", f"dir:{out}"],
+                       check=True, capture_output=True, timeout=120)
+        registry.stop()  # the upstream goes away: the cache still serves what it fetched
+        again = tmp_path / "second"
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{cache.host}/lib/app:1", f"dir:{again}"],
+                       check=True, capture_output=True, timeout=120)
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in again.iterdir())
+        for p in out.iterdir():
+            assert p.read_bytes() == (again / p.name).read_bytes()
+        status, _, _ = cache.request("GET", "/v2/lib/app/manifests/2")
+        assert status == 404
+    finally:
+        cache.stop()

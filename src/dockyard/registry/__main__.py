@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_args.add_argument("--token-realm", help="the token endpoint's URL clients are sent to (default: this server's /token)")
     serve_args.add_argument("--token-key", help="file with the secret that signs tokens (default: a random one)")
     serve_args.add_argument("--anonymous-pull", action="store_true", help="with --auth token: anyone may pull")
+    serve_args.add_argument("--proxy-remote", metavar="URL",
+                            help="pull-through cache of this registry (http://host:port or https://host)")
     gc_args = commands.add_parser("garbage-collect", help="remove blobs that nothing references")
     gc_args.add_argument("--root", required=True, help="storage directory")
     gc_args.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -56,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"dockyard registry: {e}", file=sys.stderr)
             return 2
+    upstream = None
+    if args.proxy_remote:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(args.proxy_remote if "://" in args.proxy_remote else "https://" + args.proxy_remote)
+        upstream = {"host": url.netloc, "insecure": url.scheme == "http"}
     if bool(args.tls_cert) != bool(args.tls_key):
         print("dockyard registry: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from dockyard.registry.storage import RegistryStorage
 
     async def serve() -> None:
-        runner = web.AppRunner(build_app(RegistryStorage(args.root), read_only=args.read_only, auth=auth), access_log=None,
+        runner = web.AppRunner(build_app(RegistryStorage(args.root), read_only=args.read_only, auth=auth, upstream=upstream), access_log=None,
                                handle_signals=False)
         await runner.setup()
         context = None

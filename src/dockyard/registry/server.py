@@ -26,6 +26,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORAGE: web.AppKey[RegistryStorage] = web.AppKey("storage", RegistryStorage)
 READ_ONLY: web.AppKey[bool] = web.AppKey("read_only", bool)
 AUTH: web.AppKey[Any] = web.AppKey("auth", object)
+UPSTREAM: web.AppKey[Any] = web.AppKey("upstream", object)
 _ACTIONS = {"GET": "pull", "HEAD": "pull", "POST": "push", "PUT": "push", "PATCH": "push", "DELETE": "delete"}
 
 
@@ -87,10 +88,49 @@ async def base(request: web.Request) -> web.Response:
 
 # --- blobs ---
 
+async def _from_upstream(request: web.Request, kind: str, name: str, reference: str) -> None:
+    """Pull-through cache: fetch what this registry lacks from the upstream one (if configured)."""
+    upstream = request.app[UPSTREAM]
+    if upstream is None:
+        return
+    st = storage(request)
+
+    def fetch() -> None:
+        from dockyard.registry.client import RegistryClient, RegistryUnavailable
+        from dockyard.types.oci import Descriptor
+
+        client = RegistryClient(upstream["host"], insecure=upstream["insecure"])
+        try:
+            if kind == "manifest":
+                data, media_type, digest = client.manifest(name, reference)
+                st.cache_manifest(name, reference, data, media_type, digest)
+            else:
+                digest = st.digest(reference)
+                head = client.request("HEAD", f"/v2/{name}/blobs/{digest}")
+                head.read()
+                if head.status != 200:
+                    return
+                size = int(head.getheader("Content-Length") or 0)
+
+                class _Store:
+                    content = st.content
+
+                client.fetch_blob(name, Descriptor("application/octet-stream", digest, size), _Store())
+                st.cache_blob(name, digest)
+        except (RegistryUnavailable, DockyardError) as e:
+            log.info("upstream %s: %s %s:%s: %s", upstream["host"], kind, name, reference, e)
+
+    await asyncio.get_running_loop().run_in_executor(None, fetch)
+
+
 async def get_blob(request: web.Request) -> web.StreamResponse:
     st = storage(request)
     name, digest = request.match_info["name"], st.digest(request.match_info["digest"])
-    info = st.blob(name, digest)
+    try:
+        info = st.blob(name, digest)
+    except RegistryError:
+        await _from_upstream(request, "blob", name, str(digest))
+        info = st.blob(name, digest)
     headers = {"Docker-Content-Digest": str(digest), "Content-Type": "application/octet-stream",
                "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
     if request.method == "HEAD":
@@ -219,7 +259,14 @@ async def cancel_upload(request: web.Request) -> web.Response:
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     st = storage(request)
-    digest, media_type, path = st.manifest(request.match_info["name"], request.match_info["reference"])
+    name, reference = request.match_info["name"], request.match_info["reference"]
+    if request.app[UPSTREAM] is not None and ":" not in reference:
+        await _from_upstream(request, "manifest", name, reference)  # tags move: always ask upstream
+    try:
+        digest, media_type, path = st.manifest(name, reference)
+    except RegistryError:
+        await _from_upstream(request, "manifest", name, reference)
+        digest, media_type, path = st.manifest(name, reference)
     with open(path, "rb") as f:
         data = f.read()
     headers = {"Docker-Content-Digest": str(digest), "Content-Type": media_type, "ETag": f'"{digest}"'}
@@ -304,11 +351,14 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def build_app(st: RegistryStorage, read_only: bool = False, auth: Any = None) -> web.Application:
+def build_app(st: RegistryStorage, read_only: bool = False, auth: Any = None,
+              upstream: dict[str, Any] | None = None) -> web.Application:
+    """`upstream` ({"host": "h:p", "insecure": bool}) makes this a pull-through cache of that registry."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app[STORAGE] = st
     app[READ_ONLY] = read_only
     app[AUTH] = auth
+    app[UPSTREAM] = upstream
     if auth is not None and auth.mode == "token":
         app.router.add_get("/token", token)
     r = app.router

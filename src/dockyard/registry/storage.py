@@ -293,6 +293,19 @@ class RegistryStorage:
             write_atomic(path, str(info.digest).encode(), 0o600)
         return info.digest
 
+    def cache_manifest(self, name: str, reference: str, data: bytes, media_type: str, digest: Digest) -> None:
+        """Pull-through cache: keep a manifest fetched (and verified) from the upstream registry;
+        its blobs are fetched when they are asked for."""
+        info = self.content.put(data, digest)
+        self._link(name, "manifests", info.digest, media_type.encode())
+        if ":" not in reference and TAG_RE.match(reference):
+            path = os.path.join(self.repo_dir(name), "tags", reference)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_atomic(path, str(info.digest).encode(), 0o600)
+
+    def cache_blob(self, name: str, digest: Digest) -> None:
+        self._link(name, "blobs", digest)
+
     def _record_referrer(self, name: str, data: bytes, media_type: str, digest: Digest) -> None:
         """A manifest with a `subject` (a signature, an SBOM...) is listed by the referrers API."""
         import json
