@@ -52,6 +52,12 @@ def test_pull_run_and_refuse_tampering(env: tuple[Registry, Dockyardd], tmp_path
     assert r.ok and r.stdout == "pulled\n", r
     info = d.inspect(name)
     assert any(x.startswith(f"{reg.host}/team/busybox@sha256:") for x in info["RepoDigests"])
+    client = d.client()
+    try:
+        info = client.api.inspect_distribution(name)
+    finally:
+        client.close()
+    assert info["Descriptor"]["digest"].startswith("sha256:") and info["Platforms"][0]["os"] == "linux"
     r = d.docker("pull", f"{reg.host}/team/busybox:missing")
     assert not r.ok and "not found" in r.stderr
     # a registry that serves a layer whose bytes do not match its digest: refused, no image left

@@ -236,6 +236,30 @@ class AuthenticationFailed(Unauthorized):
     """The registry refused the credentials."""
 
 
+def distribution(ref: Reference, *, insecure_registries: list[str] | None = None,
+                 credentials: Credentials | None = None) -> dict[str, Any]:
+    """`GET /distribution/{name}/json`: the registry's descriptor for a reference, and its platforms."""
+    if ref.domain == DEFAULT_DOMAIN:
+        raise NotFound(f"{ref.familiar_name}: Docker Hub is not enabled")
+    client = RegistryClient(ref.domain, insecure=is_insecure(ref.domain, insecure_registries), credentials=credentials)
+    reference = str(ref.digest) if ref.digest is not None else (ref.tag or "latest")
+    data, media_type, digest = client.manifest(ref.path, reference)
+    platforms: list[dict[str, Any]] = []
+    if media_type in INDEX_TYPES:
+        for desc in parse_index(data, media_type).manifests:
+            if desc.platform is not None:
+                p = desc.platform
+                platforms.append({k: v for k, v in (("architecture", p.architecture), ("os", p.os),
+                                                     ("variant", p.variant)) if v})
+    else:
+        manifest = parse_manifest(data, media_type)
+        response = client.request("GET", f"/v2/{ref.path}/blobs/{manifest.config.digest}")
+        config = json.loads(response.read(1 << 20) or b"{}")
+        platforms.append({k: v for k, v in (("architecture", config.get("architecture")), ("os", config.get("os")),
+                                             ("variant", config.get("variant"))) if v})
+    return {"Descriptor": {"mediaType": media_type, "digest": str(digest), "size": len(data)}, "Platforms": platforms}
+
+
 def _refused(status: int, host: str, data: bytes) -> None:
     if status in (401, 403):
         raise AuthenticationFailed(f"registry {host}: {_error_text(status, data)} (docker login {host})")

@@ -100,6 +100,12 @@ class ImageService:
         self._event("push", str(ref), ref.familiar())
         return str(digest), size
 
+    async def distribution(self, name: str, credentials: Any = None) -> dict[str, Any]:
+        from dockyard.registry.client import distribution
+
+        return await asyncio.to_thread(distribution, parse_image(name), insecure_registries=self.insecure_registries,
+                                       credentials=credentials)
+
     async def resolve(self, name: str) -> Image:
         """An image for a container: from the store, else an embedded one."""
         return await asyncio.to_thread(embedded.get_or_embedded, self.store, name)

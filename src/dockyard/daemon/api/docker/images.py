@@ -253,6 +253,11 @@ async def auth(request: web.Request) -> web.Response:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def distribution(request: web.Request) -> web.Response:
+    info = await backend(request).images.distribution(request.match_info["name"], registry_credentials(request))
+    return json_response(info)
+
+
 async def push(request: web.Request) -> web.StreamResponse:
     images = backend(request).images
     name = request.match_info["name"]
@@ -369,4 +374,5 @@ def register(router: Router) -> None:
     router.add("POST", "/images/{name:.+}/tag", tag)
     router.add("POST", "/images/{name:.+}/push", push)
     router.add("POST", "/auth", auth)
+    router.add("GET", "/distribution/{name:.+}/json", distribution)
     router.add("DELETE", "/images/{name:.+}", remove)
