@@ -89,6 +89,11 @@ def test_push_then_pull_elsewhere(env: tuple[Registry, Dockyardd], tmp_path: Pat
     assert tags == ["1"]
     again = d.docker("push", name)
     assert again.ok and "Layer already exists" in again.stdout, again
+    other = f"{reg.host}/you/made:2"
+    d.docker("tag", name, other).check()
+    mounted = d.docker("push", other)  # same registry, another repository: mounted, not uploaded
+    assert mounted.ok and "Mounted from me/made" in mounted.stdout, mounted
+    d.docker("rmi", other).check()
     d.docker("rmi", name).check()
     d.docker("rmi", "busybox").check()
     r = d.docker("run", "--rm", name, "cat", "/made.txt")  # pulled on demand? docker run pulls when missing

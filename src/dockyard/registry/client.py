@@ -29,7 +29,7 @@ from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unauthoriz
 from dockyard.types.digest import Digest
 from dockyard.types.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, document_media_type, parse_index, \
     parse_manifest
-from dockyard.types.reference import DEFAULT_DOMAIN, Reference
+from dockyard.types.reference import DEFAULT_DOMAIN, Reference, parse_image
 
 ACCEPT = ", ".join([*MANIFEST_TYPES, *INDEX_TYPES])
 MAX_MANIFEST = 4 << 20
@@ -84,7 +84,7 @@ class RegistryClient:
         return ["https", "http"] if self.insecure else ["https"]
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None) -> http.client.HTTPResponse:
+                body: Any = None) -> http.client.HTTPResponse:
         """One request (following redirects, answering a Bearer challenge once); the open response."""
         last_error: Exception | None = None
         for scheme in self._schemes():
@@ -98,7 +98,7 @@ class RegistryClient:
         raise RegistryUnavailable(f"cannot reach registry {self.host}: {last_error}")
 
     def _request(self, scheme: str, host: str, method: str, path: str, headers: dict[str, str],
-                 body: bytes | None, redirects: int = 5, retried: bool = False) -> http.client.HTTPResponse:
+                 body: Any, redirects: int = 5, retried: bool = False) -> http.client.HTTPResponse:
         conn = self._connect(scheme, host)
         all_headers = {"User-Agent": "dockyard", **headers}
         if self._authorization and host == self.host:
@@ -118,6 +118,8 @@ class RegistryClient:
             response.read()
             conn.close()
             self._authenticate(challenge)
+            if hasattr(body, "seek"):
+                body.seek(0)  # a file body is sent again from its start
             return self._request(scheme, host, method, path, headers, body, redirects, True)
         return response
 
@@ -357,27 +359,41 @@ def _pull_from_registry(store: Any, ref: Reference, client: RegistryClient, prog
         return store.create(op, target, names, repo_digest=True)
 
 
-def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, progress: Progress | None) -> None:
+def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, progress: Progress | None,
+               mount_from: list[str] | None = None) -> None:
     head = client.request("HEAD", f"/v2/{name}/blobs/{desc.digest}")
     head.read()
     if head.status == 200:
         if progress is not None:
             progress({"status": "Layer already exists", "id": desc.digest.encoded[:12]})
         return
-    start = client.request("POST", f"/v2/{name}/blobs/uploads/")
-    body = start.read(65536)
-    _refused(start.status, client.host, body)
+    start = None
+    for source in mount_from or []:  # the same registry may have it in another repository
+        if source == name:
+            continue
+        query = urllib.parse.urlencode({"mount": str(desc.digest), "from": source})
+        attempt = client.request("POST", f"/v2/{name}/blobs/uploads/?{query}")
+        attempt.read(65536)
+        if attempt.status == 201:
+            if progress is not None:
+                progress({"status": f"Mounted from {source}", "id": desc.digest.encoded[:12]})
+            return
+        start = attempt  # 202: the registry opened an ordinary upload instead
+        break
+    if start is None:
+        start = client.request("POST", f"/v2/{name}/blobs/uploads/")
+        body = start.read(65536)
+        _refused(start.status, client.host, body)
     if start.status not in (201, 202):
         raise RegistryUnavailable(f"registry {client.host}: cannot start an upload to {name} (HTTP {start.status})")
     location = start.getheader("Location") or ""
     url = urllib.parse.urlsplit(location)
-    query = urllib.parse.parse_qsl(url.query) + [("digest", str(desc.digest))]
-    path = (url.path or f"/v2/{name}/blobs/uploads/") + "?" + urllib.parse.urlencode(query)
-    with store.content.open(desc.digest) as blob:
-        data = blob.read()  # layers of the images this engine builds and loads; streamed chunking comes later
-    done = client.request("PUT", path, {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
-                          data)
-    body = done.read(65536)
+    query_pairs = urllib.parse.parse_qsl(url.query) + [("digest", str(desc.digest))]
+    path = (url.path or f"/v2/{name}/blobs/uploads/") + "?" + urllib.parse.urlencode(query_pairs)
+    with store.content.open(desc.digest) as blob:  # streamed from the content store
+        done = client.request("PUT", path, {"Content-Type": "application/octet-stream",
+                                            "Content-Length": str(desc.size)}, blob)
+        body = done.read(65536)
     if done.status != 201:
         raise RegistryUnavailable(f"registry {client.host}: upload of {desc.digest}: {_error_text(done.status, body)}")
     if progress is not None:
@@ -406,11 +422,19 @@ def push(store: Any, ref: Reference, *, insecure_registries: list[str] | None = 
     if target.media_type in INDEX_TYPES:
         index = parse_index(store.content.read(target.digest), target.media_type)
         manifests = [d for d in index.manifests if store.content.exists(d.digest) and d.media_type in MANIFEST_TYPES]
+    sources = []
+    for known in (*image.repo_tags, *image.repo_digests):
+        try:
+            other = parse_image(known)
+        except InvalidArgument:
+            continue
+        if other.domain == ref.domain and other.path != ref.path and other.path not in sources:
+            sources.append(other.path)
     for desc in manifests:
         data = store.content.read(desc.digest)
         manifest = parse_manifest(data, desc.media_type)
         for blob in [*manifest.layers, manifest.config]:
-            _push_blob(client, ref.path, blob, store, progress)
+            _push_blob(client, ref.path, blob, store, progress, sources)
         documents.append((desc, data))
     tag = ref.tag or "latest"
     if target.media_type in INDEX_TYPES:
