@@ -21,7 +21,7 @@ SCRIPT = ("id; grep CapEff /proc/self/status; hostname; pwd; echo FOO=$FOO; "
 
 def run(tmp_path: Path, runtime: Runtime, config: dict, host: dict, init_path: str | None = None) -> str:
     bundle = tmp_path / "bundle"
-    bundle.mkdir()
+    bundle.mkdir(parents=True)
     busybox_rootfs(str(bundle / "rootfs"))
     (tmp_path / "hostname").write_text("web\n")
     cid = "specgen" + uuid.uuid4().hex
@@ -55,3 +55,26 @@ def test_init(tmp_path: Path, runtime: Runtime) -> None:
     out = run(tmp_path, runtime, {"Cmd": ["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"]}, {"Init": True},
               init_path="/usr/bin/tini-static")
     assert out.startswith("/sbin/docker-init -- sh -c")
+
+
+def test_seccomp_program_cache(tmp_path: Path, runtime: Runtime) -> None:
+    """The second container with the same profile loads the program cached by the first: the
+    same bytes libseccomp generates, and the same confinement."""
+    from dockyard.runtime.state import SECCOMP_CACHE
+    from dockyard.security.seccomp import compile_filter
+
+    cache = Path(runtime.root) / SECCOMP_CACHE
+    first = run(tmp_path / "a", runtime, {}, {})
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and (entries[0].stat().st_mode & 0o777) == 0o600
+    second = run(tmp_path / "b", runtime, {}, {})
+    for out in (first, second):
+        assert "UNSHARE=denied" in out and "MOUNT=denied" in out
+    spec = specgen.build_spec("x", {}, {}, {"Cmd": ["true"]}, str(tmp_path), {})
+    fresh = compile_filter(spec["linux"]["seccomp"])
+    try:
+        assert entries[0].read_bytes().split(b"\n", 1)[1] == fresh.export_bpf()
+    finally:
+        fresh.release()
+    entries[0].chmod(0o666)  # a cache file others could have written is not trusted
+    assert compile_filter(spec["linux"]["seccomp"], str(cache)).__class__.__name__ == "SeccompFilter"

@@ -249,3 +249,14 @@ def test_dataclasses_accepted(rootfs: str) -> None:
     s = specgen.build_spec(CID, ContainerConfig(cmd=["true"], stop_signal="SIGINT"), HostConfig(), {}, rootfs, {})
     assert s["process"]["args"] == ["true"] and s["ociVersion"] == "1.1.0"
     assert s["annotations"] == {"org.opencontainers.image.stopSignal": "SIGINT"}
+
+
+def test_console_size_from_the_create_request() -> None:
+    from dockyard.services import specgen
+
+    spec = specgen.build_spec("c1", {"Tty": True, "Cmd": ["sh"]}, {"ConsoleSize": [33, 101]}, {}, "/nonexistent", {})
+    assert spec["process"]["consoleSize"] == {"height": 33, "width": 101}
+    spec = specgen.build_spec("c1", {"Tty": False, "Cmd": ["sh"]}, {"ConsoleSize": [33, 101]}, {}, "/nonexistent", {})
+    assert "consoleSize" not in spec["process"]
+    spec = specgen.build_spec("c1", {"Tty": True, "Cmd": ["sh"]}, {"ConsoleSize": [0, 0]}, {}, "/nonexistent", {})
+    assert "consoleSize" not in spec["process"]

@@ -171,7 +171,7 @@ def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: Creat
     if linux.get("seccomp"):
         from dockyard.security.seccomp import compile_filter
 
-        seccomp = compile_filter(linux["seccomp"])
+        seccomp = compile_filter(linux["seccomp"], os.path.join(store.root, st.SECCOMP_CACHE))
     fifo = store.fifo(container_id)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)  # mkfifo is subject to the umask

@@ -68,7 +68,7 @@ def exec_process(store: st.StateStore, container_id: str, proc: dict[str, Any], 
     if linux.get("seccomp"):
         from dockyard.security.seccomp import compile_filter
 
-        seccomp = compile_filter(linux["seccomp"])
+        seccomp = compile_filter(linux["seccomp"], os.path.join(store.root, st.SECCOMP_CACHE))
     ns_fds = _open_namespaces(state)
     own_console = None
     console_sock = None

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
+# compiled seccomp programs (security.seccomp.compile_filter's cache), beside the containers'
+# directories; "@" cannot start a container ID, so no container can collide with it
+SECCOMP_CACHE = "@seccomp-cache"
 
 CREATING = "creating"
 CREATED = "created"

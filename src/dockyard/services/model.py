@@ -84,6 +84,7 @@ class HostConfig:
     dns_options: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    console_size: list[int] = field(default_factory=list)  # [height, width] of the tty at start
 
     _DOCKER = {"Binds": "binds", "Mounts": "mounts", "Tmpfs": "tmpfs", "Memory": "memory",
                "MemorySwap": "memory_swap", "MemoryReservation": "memory_reservation",
@@ -96,9 +97,9 @@ class HostConfig:
                "IpcMode": "ipc_mode", "PidMode": "pid_mode", "UTSMode": "uts_mode", "Init": "init",
                "RestartPolicy": "restart_policy", "AutoRemove": "auto_remove", "LogConfig": "log_config",
                "Devices": "devices", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
-               "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts"}
+               "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts", "ConsoleSize": "console_size"}
     _IGNORED = ("PortBindings", "PublishAllPorts", "Links", "VolumesFrom", "ContainerIDFile",
-                "ConsoleSize", "Runtime", "Isolation", "CgroupnsMode", "Cgroup", "CgroupParent",
+                "Runtime", "Isolation", "CgroupnsMode", "Cgroup", "CgroupParent",
                 "MaskedPaths", "ReadonlyPaths", "Annotations", "KernelMemory", "KernelMemoryTCP",
                 "MemorySwappiness", "OomKillDisable", "BlkioWeightDevice", "BlkioDeviceReadBps",
                 "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceRequests",

@@ -70,6 +70,10 @@ def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host
     rlimits = _rlimits(host_config.ulimits)
     if rlimits:
         process["rlimits"] = rlimits
+    size = host_config.console_size
+    if config.tty and len(size) == 2 and int(size[0]) > 0 and int(size[1]) > 0:
+        # the tty has the client's size from the first instruction on (a later resize would race it)
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
     linux: dict[str, Any] = {
         "cgroupsPath": f"{cgroup_parent.rstrip('/')}/{container_id}",
         "namespaces": _namespaces(host_config, netns_path),

@@ -62,8 +62,15 @@ def preload() -> None:
     import importlib
 
     for name in ("dockyard.cli.runtime", "dockyard.runtime.container", "dockyard.runtime.execute",
-                 "dockyard.runtime.init"):
-        importlib.import_module(name)
+                 "dockyard.runtime.init", "dockyard.cgroups", "dockyard.cgroups.v1", "dockyard.cgroups.v2",
+                 "dockyard.cgroups.devices", "dockyard.cgroups.resources", "dockyard.security.seccomp"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+    from dockyard.security import seccomp
+
+    seccomp.available()  # dlopen libseccomp once, here, instead of in every forked verb
 
 
 def fork_runtime(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
