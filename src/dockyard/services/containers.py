@@ -232,6 +232,7 @@ class ContainerService:
     # --- create -------------------------------------------------------------------------
 
     async def create(self, name: str | None, config: dict[str, Any], host_config: dict[str, Any]) -> Container:
+        asyncio.get_running_loop().run_in_executor(None, prewarm_cgroup_migration)
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image given (Config.Image is empty)")
@@ -818,6 +819,30 @@ async def _shim_state(shim: Any, cid: str) -> Any:
         return await shim.state(cid)
     except NotFound:
         return None
+
+
+def prewarm_cgroup_migration() -> None:
+    """Start the kernel's wait for the runtime's first cgroup migration now, in parallel.
+
+    On cgroup v1 the first write to a `cgroup.procs` after a quiet period waits for an RCU grace
+    period (the global cgroup_threadgroup_rwsem switching to its writer mode: ~10-15 ms here);
+    writes soon after are cheap. A no-op migration (this process into the cgroup it is already
+    in) pays that wait in a worker thread while the daemon prepares the container, so the
+    runtime's own write a few milliseconds later is fast. Best effort: any failure is ignored.
+    """
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            names = controllers.split(",")
+            if "cpu" in names or "pids" in names:
+                procs = f"/sys/fs/cgroup/{controllers}{path}/cgroup.procs"
+                with open(procs, "w") as out:
+                    out.write(str(os.getpid()))
+                return
+    except (OSError, ValueError):
+        pass
 
 
 def _size(text: str | int) -> int:
