@@ -185,7 +185,8 @@ class ImageStore:
 
     # --- unpacking ----------------------------------------------------------------------
 
-    def unpack(self, op: Operation, manifest: Manifest, config: ImageConfig) -> Digest | None:
+    def unpack(self, op: Operation, manifest: Manifest, config: ImageConfig,
+               blob_ready: Callable[[Digest], None] | None = None) -> Digest | None:
         """Make sure every layer of the image is a committed snapshot; returns the top ChainID.
 
         Missing layers are unpacked in parallel (each into its own tree; a layer that must look
@@ -215,6 +216,8 @@ class ImageStore:
 
         def work(i: int) -> int:
             try:
+                if blob_ready is not None:
+                    blob_ready(manifest.layers[i].digest)  # still downloading: wait for it (raises if it failed)
                 with self.content.open(manifest.layers[i].digest) as blob:
                     result = apply_layer(blob, trees[i], lambda: lowers(i), expected_diff_id=config.diff_ids[i], limits=self.limits)
                 if self.durable:
@@ -276,8 +279,12 @@ class ImageStore:
         return parse_index(self.content.read(desc.digest), desc.media_type)
 
     def prepare(self, op: Operation, target: Descriptor, *, parent: str | None = None,
-                extra_blobs: list[Digest] | None = None, platform: Platform | None = None) -> PreparedImage:
-        """Check an image whose documents are in the content store, and unpack its layers."""
+                extra_blobs: list[Digest] | None = None, platform: Platform | None = None,
+                blob_ready: Callable[[Digest], None] | None = None) -> PreparedImage:
+        """Check an image whose documents are in the content store, and unpack its layers.
+
+        With `blob_ready`, layer blobs may still be arriving (a pull): each is unpacked as soon
+        as `blob_ready(digest)` returns, which blocks until it is in the store (or raises)."""
         manifest_desc, manifest = self.resolve_target(target, platform)
         if not manifest.is_image:
             if manifest.config.media_type not in CONFIG_TYPES:
@@ -289,9 +296,12 @@ class ImageStore:
             raise NotFound(f"config blob {manifest.config.digest} of manifest {manifest_desc.digest} is missing")
         config = ImageConfig.parse(self.content.read(manifest.config.digest))
         for layer in manifest.layers:
-            if not self.content.exists(layer.digest):
+            if blob_ready is None and not self.content.exists(layer.digest):
                 raise NotFound(f"layer blob {layer.digest} of image {manifest.config.digest} is missing")
-        chain_id = self.unpack(op, manifest, config)
+        chain_id = self.unpack(op, manifest, config, blob_ready)
+        if blob_ready is not None:
+            for layer in manifest.layers:  # layers whose snapshots existed already were not waited for
+                blob_ready(layer.digest)
         size = sum(self.snapshots.stat(str(c)).size for c in chain_ids(config.diff_ids))
         blobs = {target.digest, manifest_desc.digest, manifest.config.digest, *(layer.digest for layer in manifest.layers),
                  *(extra_blobs or [])}
@@ -324,9 +334,11 @@ class ImageStore:
 
     def create(self, op: Operation, target: Descriptor, names: list[Reference] | None = None, *,
                parent: str | None = None, extra_blobs: list[Digest] | None = None,
-               platform: Platform | None = None, repo_digest: bool = False) -> Image:
+               platform: Platform | None = None, repo_digest: bool = False,
+               blob_ready: Callable[[Digest], None] | None = None) -> Image:
         """prepare() and record() one image."""
-        prepared = self.prepare(op, target, parent=parent, extra_blobs=extra_blobs, platform=platform)
+        prepared = self.prepare(op, target, parent=parent, extra_blobs=extra_blobs, platform=platform,
+                                blob_ready=blob_ready)
         return self.record([(prepared, list(names or []))], repo_digest=repo_digest)[0]
 
     def _set_ref(self, tx: Any, ref: Reference, image_id: str, now: float) -> None:

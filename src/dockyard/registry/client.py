@@ -338,25 +338,29 @@ def _pull_from_registry(store: Any, ref: Reference, client: RegistryClient, prog
         else:
             manifest = parse_manifest(data, media_type)
         op.note(client.fetch_blob(name, manifest.config, store, progress))
-
-        def fetch(desc: Descriptor) -> Any:
-            info = client.fetch_blob(name, desc, store, progress)
-            if progress is not None:
-                progress({"status": "Download complete", "id": desc.digest.encoded[:12]})
-            return info
-
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="pull") as pool:
-            futures = [pool.submit(fetch, desc) for desc in manifest.layers]  # in parallel
-        failure: BaseException | None = None
-        for future in futures:
+            futures = {desc.digest: pool.submit(client.fetch_blob, name, desc, store, progress)
+                       for desc in manifest.layers}
+
+            def blob_ready(digest: Digest) -> None:
+                """Called by the unpacking threads: each layer is unpacked as soon as it is here."""
+                futures[digest].result()
+                if progress is not None:
+                    progress({"status": "Download complete", "id": digest.encoded[:12]})
+
             try:
-                op.note(future.result())  # noted even when another layer failed: the undo removes it
-            except BaseException as e:  # noqa: BLE001 - the first failure is raised below
-                failure = failure or e
-        if failure is not None:
-            raise failure
-        names = [ref] if ref.digest is None else []
-        return store.create(op, target, names, repo_digest=True)
+                image = store.create(op, target, [ref] if ref.digest is None else [], repo_digest=True,
+                                     blob_ready=blob_ready)
+            finally:
+                for future in futures.values():
+                    future.cancel()
+                for future in futures.values():  # noted even after a failure: the undo removes them
+                    if not future.cancelled():
+                        try:
+                            op.note(future.result())
+                        except BaseException:  # noqa: BLE001 - its error is (or was) raised by create
+                            pass
+        return image
 
 
 def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, progress: Progress | None,
