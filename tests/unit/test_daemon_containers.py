@@ -404,15 +404,21 @@ def test_attach_hijack_with_stdin_half_close(env: tuple[Backend, FakeShim]) -> N
     backend, shim = env
     writers: list[EchoWriter] = []
 
-    async def attach(id: str, exec_id: str | None, *, stdin: bool, stdout: bool, stderr: bool) -> Any:
+    async def attach(id: str, exec_id: str | None, *, stdin: bool, stdout: bool, stderr: bool,
+                     stdin_eof: bool = True) -> Any:
+        assert not stdin_eof  # the daemon closes stdin itself (close_stdin), so that a detach does not
         out = asyncio.StreamReader()
         writers.append(EchoWriter(out))
         return out, writers[-1]
 
+    async def close_stdin(id: str, exec_id: str | None = None) -> None:
+        writers[-1].write_eof()
+
     shim.attach = attach  # type: ignore[attr-defined]
+    shim.close_stdin = close_stdin  # type: ignore[attr-defined]
 
     async def body(client: TestClient) -> None:
-        cid = await create(client, ["cat"], OpenStdin=True, AttachStdin=True)
+        cid = await create(client, ["cat"], OpenStdin=True, AttachStdin=True, StdinOnce=True)
         await client.post(f"/containers/{cid}/start")
         host, port = client.server.host, client.server.port
         reader, writer = await asyncio.open_connection(host, port)
@@ -445,7 +451,8 @@ def test_exec_create_start_inspect(env: tuple[Backend, FakeShim]) -> None:
         done = asyncio.get_running_loop().create_future()
         return 4242
 
-    async def attach(id: str, exec_id: str | None, *, stdin: bool, stdout: bool, stderr: bool) -> Any:
+    async def attach(id: str, exec_id: str | None, *, stdin: bool, stdout: bool, stderr: bool,
+                     stdin_eof: bool = True) -> Any:
         out = asyncio.StreamReader()
         out.feed_data(struct.pack(">BxxxL", 1, 3) + b"ex\n")
         out.feed_eof()

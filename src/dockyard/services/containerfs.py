@@ -95,8 +95,11 @@ class ContainerFilesystem:
         c = self.containers.get(ref)
         paused_here = False
         if pause and c.state.status == "running":
-            await self.containers.pause(c.id)
-            paused_here = True
+            try:
+                await self.containers.pause(c.id)
+                paused_here = True
+            except (WrongState, NotFound):
+                pass  # it is exiting right now: nothing runs that could change its files
         try:
             image_config = _commit_config(c, config)
             image = await asyncio.to_thread(
@@ -105,7 +108,10 @@ class ContainerFilesystem:
                 created_by=" ".join([c.path, *c.args]), container_id=c.id)
         finally:
             if paused_here:
-                await self.containers.unpause(c.id)
+                try:
+                    await self.containers.unpause(c.id)
+                except (WrongState, NotFound):
+                    pass  # it exited meanwhile
         self.containers.events.publish("container", "commit", c.id, {"name": c.name, "image": c.image,
                                                                         "comment": message})
         return image

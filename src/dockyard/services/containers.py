@@ -252,7 +252,10 @@ class ContainerService:
         self.daemon_config.runtime_path(runtime)
         _, max_retries = _restart_policy_check(host_config)
         host_config = dict(host_config)
-        host_config["LogConfig"] = _log_config(host_config.get("LogConfig"), getattr(self.daemon_config, "log_opts", {}))
+        _log_config(host_config.get("LogConfig"), getattr(self.daemon_config, "log_opts", {}))  # refuse bad ones now
+        # inspect shows what the client asked for, as dockerd does; the defaults apply at run time
+        host_config["LogConfig"] = {"Type": (host_config.get("LogConfig") or {}).get("Type") or "json-file",
+                                    "Config": dict((host_config.get("LogConfig") or {}).get("Config") or {})}
         image = await self.images.resolve(image_name)
         details = await self.images.details(str(image.id))
         image_config = details.container_config
@@ -342,7 +345,7 @@ class ContainerService:
             image_config = (await self.images.details(c.image_id)).container_config
         await self._write_bundle(c, image_config)
         shim = await self.shim()
-        log_config = c.host_config.get("LogConfig") or {}
+        log_config = _log_config(c.host_config.get("LogConfig"), getattr(self.daemon_config, "log_opts", {}))
         log_opts = log_config.get("Config") or {}
         log_path = "" if log_config.get("Type") == "none" else self.log_path(c.id)
         pid = await shim.create(c.id, bundle=self.bundle(c.id), runtime=self.daemon_config.runtime_path(c.runtime),
@@ -527,11 +530,18 @@ class ContainerService:
         if c.state.status not in ("running", "paused"):
             raise WrongState(f"Cannot kill container: {ref}: Container {c.id} is not running")
         sig = _signal_number(signal, signals.SIGKILL)
+        exited = None
         if sig == signals.SIGKILL:
             c.state.manually_stopped = True
+            exited = self._exit_future(c.id)
         shim = await self.shim()
         await shim.kill(c.id, sig, all=sig == signals.SIGKILL)
         self._event("kill", c, {"signal": str(sig)})
+        if exited is not None:  # like dockerd: a SIGKILL returns once the container is gone
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), 10)
+            except asyncio.TimeoutError:
+                log.warning("container %s: still running 10 s after SIGKILL", c.id[:12])
 
     async def pause(self, ref: str) -> None:
         c = self.get(ref)
@@ -580,6 +590,9 @@ class ContainerService:
         if c.state.running and not force:
             raise WrongState(f"cannot remove container \"/{c.name}\": container is running: stop the container "
                              "before removing or force remove")
+        if c.state.status == "restarting":  # between two runs: nothing to kill
+            c.state.manually_stopped = True
+            c.state.status = "exited"
         if c.state.running:
             c.state.manually_stopped = True
             exited = self._exit_future(c.id)
@@ -711,9 +724,12 @@ class ContainerService:
                     await shim.delete(c.id)
                 await self._create_task(c)
         reader, writer = await shim.attach(c.id, None, stdin=stdin and bool(c.config.get("OpenStdin")),
-                                           stdout=stdout, stderr=stderr)
+                                           stdout=stdout, stderr=stderr, stdin_eof=False)
         self._event("attach", c)
-        return c, reader, writer
+        # dockerd: the client's EOF closes the container's stdin only without a tty and with StdinOnce
+        # (`docker run -i`); a tty, or a detach, leaves it open for the next attach
+        close_on_eof = not c.tty and bool(c.config.get("StdinOnce"))
+        return c, reader, StdinOfContainer(writer, (lambda: shim.close_stdin(c.id)) if close_on_eof else None)
 
     async def resize(self, ref: str, height: int, width: int, exec_id: str | None = None) -> None:
         c = self.get(ref)
@@ -814,6 +830,33 @@ class ContainerService:
                     self._started(c)
 
 
+class StdinOfContainer:
+    """The supervisor connection of an attach, as the API layer writes to it: a half-close
+    closes the container's stdin (close_stdin), a plain close (a client that detached) does not."""
+
+    def __init__(self, writer: Any, close_stdin: Callable[[], Any] | None) -> None:
+        self._writer = writer
+        self._close_stdin = close_stdin
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._close_stdin is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._close_stdin())
+        task.add_done_callback(lambda t: t.exception())  # the container may have exited meanwhile
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 async def _shim_state(shim: Any, cid: str) -> Any:
     try:
         return await shim.state(cid)
@@ -868,7 +911,8 @@ def _log_config(value: dict[str, Any] | None, daemon_opts: dict[str, str] | None
     value = value or {}
     driver = value.get("Type") or "json-file"
     if driver not in LOG_DRIVERS:
-        raise InvalidArgument(f"logging driver {driver!r} is not supported (supported: {', '.join(LOG_DRIVERS)})")
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered "
+                              f"(supported: {', '.join(LOG_DRIVERS)})")
     opts = {str(k): str(v) for k, v in (value.get("Config") or {}).items()}
     unknown = sorted(k for k in opts if k not in LOG_OPTS)
     if unknown:

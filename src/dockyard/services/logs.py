@@ -78,10 +78,14 @@ class LogReader:
     def existing(self, tail: int | None = None) -> list[LogEntry]:
         """What is in the log now (the last `tail` entries if given); positions the follower after it."""
         self._open_current()  # first: a rotation from now on leaves this file complete for us
+        held = os.fstat(self._file.fileno()) if self._file is not None else None
         entries: list[LogEntry] = []
         for name in rotated_files(self.path):
             try:
                 with open(name, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if held is not None and (st.st_ino, st.st_dev) == (held.st_ino, held.st_dev):
+                        break  # rotated since we opened it: read below; newer files come by following
                     entries.extend(e for e in (_parse(line) for line in f.read().splitlines()) if e is not None)
             except FileNotFoundError:
                 continue  # rotated away while we read
@@ -138,6 +142,10 @@ class LogReader:
                 if entries:
                     continue
                 if self._rotated():
+                    # the writer moved on: what it wrote to the old file before the rename is
+                    # there now (it writes no more to it); read that before switching files
+                    for e in self._read_available():
+                        yield e
                     self._open_next()
                     continue
                 if not alive:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -32,6 +33,31 @@ def supervisor_command(root: str) -> list[str]:
                 "from dockyard.shim.__main__ import main; sys.exit(main())")
         return [PRIVATE_PYTHON, "-I", "-S", "-c", code, "--root", root, "--detach"]
     return [sys.executable, "-m", "dockyard.shim", "--root", root, "--detach"]
+
+
+class ConnectionLost(p.ShimError):
+    """The connection to the supervisor ended before the reply came (it was stopped or restarted)."""
+
+
+# requests that change nothing: safe to send again after the connection was lost mid-request
+RETRY_OPS = frozenset({"wait", "state", "list", "stats"})
+
+
+def _peer_closed(writer: asyncio.StreamWriter) -> bool:
+    """Whether the supervisor has closed its end (EOF is waiting to be read), checked without
+    consuming anything: a request written now would be lost."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    probe = socket.socket(fileno=sock.fileno())
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.detach()
 
 
 def socket_path(root: str) -> str:
@@ -76,6 +102,7 @@ class ShimClient:
         self._next = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._lost: BaseException | None = None
+        self._reconnecting = asyncio.Lock()
         self._task = asyncio.get_running_loop().create_task(self._read_replies(), name="shim-replies")
 
     @classmethod
@@ -104,7 +131,7 @@ class ShimClient:
             while True:
                 line = await self._reader.readline()
                 if not line:
-                    raise p.ShimError("the supervisor closed the connection")
+                    raise ConnectionLost("the supervisor closed the connection")
                 msg = json.loads(line)
                 fut = self._pending.pop(msg.get("rid"), None)
                 if fut is None or fut.done():
@@ -116,34 +143,58 @@ class ShimClient:
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError, p.ShimError) as e:
-            self._lost = e if isinstance(e, p.ShimError) else p.ShimError(f"supervisor connection: {e}")
+            self._lost = e if isinstance(e, ConnectionLost) else ConnectionLost(f"supervisor connection: {e}")
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(self._lost)
             self._pending.clear()
 
     async def _reconnect(self) -> None:
-        """The supervisor restarted (or the connection broke): connect again, starting it if needed."""
-        self._writer.close()
-        self._reader, self._writer = await _open_or_start(self.root)
-        self._lost = None
-        self._task = asyncio.get_running_loop().create_task(self._read_replies(), name="shim-replies")
+        """The supervisor restarted (or the connection broke): connect again, starting it if needed.
+        Requests still waiting on the old connection fail (RETRY_OPS ones are sent again)."""
+        async with self._reconnecting:
+            if self._lost is None and not self._writer.is_closing() and not _peer_closed(self._writer):
+                return  # another caller reconnected meanwhile
+            self._writer.close()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            lost = self._lost or ConnectionLost("the supervisor closed the connection")
+            self._lost = lost
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(lost)
+            self._pending.clear()
+            self._reader, self._writer = await _open_or_start(self.root)
+            self._lost = None
+            self._task = asyncio.get_running_loop().create_task(self._read_replies(), name="shim-replies")
 
     async def call(self, op: str, **args: Any) -> Any:
-        if self._lost is not None or self._writer.is_closing():
-            await self._reconnect()
-        self._next += 1
-        rid = self._next
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        self._writer.write(json.dumps({"rid": rid, "op": op, **args}).encode() + b"\n")
-        try:
-            await self._writer.drain()
-            return await fut
-        except (ConnectionError, BrokenPipeError) as e:
-            raise p.ShimError(f"supervisor connection: {e}") from None
-        finally:
-            self._pending.pop(rid, None)
+        """Send one request and wait for its reply. A connection that the supervisor closed (it was
+        restarted) is replaced before sending; a request that only reads (RETRY_OPS) is sent once
+        more when the connection is lost while it waits, so that `wait` outlives a restart."""
+        for attempt in (1, 2):
+            if self._lost is not None or self._writer.is_closing() or _peer_closed(self._writer):
+                await self._reconnect()
+            self._next += 1
+            rid = self._next
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending[rid] = fut
+            try:
+                self._writer.write(json.dumps({"rid": rid, "op": op, **args}).encode() + b"\n")
+                await self._writer.drain()
+                return await fut
+            except (ConnectionError, p.ShimError) as e:
+                lost = isinstance(e, (ConnectionError, ConnectionLost))
+                if lost and attempt == 1 and op in RETRY_OPS:
+                    # not marking the connection lost here: another caller may have replaced it
+                    # already; the check at the top of the loop sees whether this one is dead
+                    continue
+                if isinstance(e, ConnectionError):
+                    raise p.ShimError(f"supervisor connection: {e}") from None
+                raise
+            finally:
+                self._pending.pop(rid, None)
+        raise AssertionError("not reached")
 
     # --- operations (see docs/daemon-design.md) ---
 
@@ -192,11 +243,11 @@ class ShimClient:
         return dict(await self.call("stats", id=id))
 
     async def attach(self, id: str, exec_id: str | None, *, stdin: bool, stdout: bool,
-                     stderr: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                     stderr: bool, stdin_eof: bool = True) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection that carries the process's raw stdio from now on (see dockyard.shim.protocol)."""
         reader, writer = await _open_or_start(self.root)
         writer.write(json.dumps({"rid": 0, "op": "attach", "id": id, "exec_id": exec_id, "stdin": stdin,
-                                 "stdout": stdout, "stderr": stderr}).encode() + b"\n")
+                                 "stdout": stdout, "stderr": stderr, "stdin_eof": stdin_eof}).encode() + b"\n")
         try:
             await writer.drain()
             line = await reader.readline()

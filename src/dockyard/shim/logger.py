@@ -1,10 +1,11 @@
 """Docker's json-file log driver: one `{"log","stream","time"}` object per line of output.
 
 Lines are split as Docker splits them: a complete line (with its newline) is one entry; a partial
-line waits for the rest until 16 KiB are buffered or the stream ends. Rotation follows Docker:
+line waits for the rest until 16 KiB are buffered or the stream ends, and no entry holds more than
+16 KiB (a longer line becomes several entries, only the last one ending in a newline). Rotation follows Docker:
 before an entry would take the file past `max_size`, `<log>.N-1` is dropped, `<log>.K` becomes
-`<log>.K+1`, the log becomes `<log>.1` and a new log is opened (with `max_files` <= 1 the log is
-truncated instead). A follower sees the inode change and reopens the path.
+`<log>.K+1`, the log becomes `<log>.1` and a new log is opened (with `max_files` <= 1 a new empty
+log replaces it, renamed over it). A follower sees the inode change and reopens the path.
 
 Writes are plain `os.write` calls on an O_APPEND descriptor, one per chunk read from the
 container (at most ~64 KiB of output), so the event loop is held for the time the page cache
@@ -40,10 +41,16 @@ class JsonFileLogger:
         buf = self._partial[stream] + data
         lines = buf.split(b"\n")
         rest = lines.pop()
-        entries = [line + b"\n" for line in lines]
-        if len(rest) >= PARTIAL_LIMIT:
-            entries.append(rest)
-            rest = b""
+        entries: list[bytes] = []
+        for line in lines:
+            line += b"\n"
+            while len(line) > PARTIAL_LIMIT:
+                entries.append(line[:PARTIAL_LIMIT])
+                line = line[PARTIAL_LIMIT:]
+            entries.append(line)
+        while len(rest) >= PARTIAL_LIMIT:
+            entries.append(rest[:PARTIAL_LIMIT])
+            rest = rest[PARTIAL_LIMIT:]
         self._partial[stream] = rest
         self._emit(stream, entries)
 
@@ -66,12 +73,14 @@ class JsonFileLogger:
                 self._write(bytes(out))
                 out.clear()
                 self._rotate()
+                if self._fd < 0:
+                    return
             out += record
         self._write(bytes(out))
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
+        while view and self._fd >= 0:
             try:
                 n = os.write(self._fd, view)
             except OSError:
@@ -80,17 +89,32 @@ class JsonFileLogger:
             self._size += n
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        if self.max_files <= 1:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC)
-        else:
-            for n in range(self.max_files - 1, 0, -1):
-                src = self.path if n == 1 else f"{self.path}.{n - 1}"
+        """Rotate; on a failure (read-only or broken disk) keep appending to the file we have,
+        or, if even that is gone, drop output (never raise into the supervisor's loop)."""
+        try:
+            if self.max_files <= 1:
+                # a new empty file renamed over the log rather than truncating it in place: a
+                # follower then sees the inode change (a size check misses a truncated file that
+                # has grown back past its read offset) and reads the old file to its end first
+                tmp = f"{self.path}.new"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o640)
                 try:
-                    os.replace(src, f"{self.path}.{n}")
-                except FileNotFoundError:
-                    pass
-            self._fd = self._open()
+                    os.replace(tmp, self.path)
+                except OSError:
+                    os.close(fd)
+                    raise
+            else:
+                for n in range(self.max_files - 1, 0, -1):
+                    src = self.path if n == 1 else f"{self.path}.{n - 1}"
+                    try:
+                        os.replace(src, f"{self.path}.{n}")
+                    except FileNotFoundError:
+                        pass
+                fd = self._open()
+        except OSError:
+            return
+        os.close(self._fd)
+        self._fd = fd
         self._size = 0
 
     def close(self) -> None:

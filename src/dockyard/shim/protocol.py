@@ -7,16 +7,39 @@ Wire protocol (a unix stream socket, `<root>/shim.sock`, mode 0600):
   `{"rid": N, "ok": false, "error": {"kind": "NotFound", "message": "..."}}`;
 - requests on one connection are served concurrently (a `wait` does not hold up a `kill`) and
   replies carry the request's `rid`;
+- a line that is not a JSON object gets an InvalidArgument reply with `"rid": null`, an unknown
+  `op` or a bad argument an InvalidArgument reply; the connection stays usable. Every request gets exactly one reply (an
+  unexpected failure inside the supervisor is a ShimError reply, never silence);
+- operations and their arguments (besides `rid`, `op`):
+  create {id, bundle, runtime, runtime_root, tty, stdin, log_path ("" = no log), log_max_size,
+  log_max_files} -> init pid; start {id}; kill {id, signal, all}; pause {id}; resume {id};
+  exec {id, exec_id, process (OCI process object), tty, stdin} -> pid;
+  wait {id, exec_id|null} -> ExitStatus (when it has exited); state {id} -> ContainerState;
+  list -> [ContainerState]; resize {id, exec_id|null, height, width} (0..65535);
+  close_stdin {id, exec_id|null}; delete {id, force} (refused for a container not stopped unless
+  force); stats {id} -> the runtime's `events --stats` data; attach {id, exec_id|null, stdin,
+  stdout, stderr} -> {"tty": bool};
+- ids are 1-128 characters of `[A-Za-z0-9_.-]`, not starting with a dot;
 - `attach` is the last request on its connection: after its reply line the connection carries
   raw bytes. With a tty, the pty's bytes both ways; without one, the supervisor sends Docker's
   multiplexed frames (`struct ">BxxxL"`: stream 1 stdout / 2 stderr, big-endian length, data) and
-  reads raw stdin bytes; the client's half-close (write_eof) closes the process's stdin.
+  reads raw stdin bytes; the client's half-close (write_eof) closes the process's stdin (with a
+  tty: sends it ^D). An attach to a process that has ended is answered and closed at once. An
+  exec's output from before its first attach is replayed to that attach (up to 1 MiB); a client
+  more than 4 MiB behind is disconnected, so that it holds up nobody.
+- `ShimClient` replaces a connection the supervisor closed (restart) before sending, and sends
+  wait/state/list/stats once more when the connection is lost while they wait; a supervisor that
+  is restarted answers `wait` for containers started by its predecessor with UNKNOWN_EXIT.
+- only one supervisor serves a root (`shim.lock`, flock): a second one waits until the first
+  answers on the socket (then exits 1; with --detach its command still exits 0) or, if the first
+  one was on its way out, takes the root over.
 
 On disk, under `--root`:
 
     shim.sock  shim.pid  shim.lock
-    <id>/state.json     the container as the supervisor knows it (ContainerRecord.to_dict),
-                        written atomically at every change
+    <id>/state.json     the container as the supervisor knows it (supervisor.Container.save:
+                        config, status, pids, start time, exit, execs), written atomically at
+                        every change
     <id>/runtime.log    the OCI runtime's JSON log (its error messages are returned to clients)
     <id>/init.pid, <id>/exec-<exec id>.pid, <id>/exec-<exec id>.json   runtime inputs/outputs
 """

@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import termios
+import time
 from typing import Any
 
 from dockyard import errors
@@ -37,6 +38,7 @@ READ_CHUNK = 64 * 1024
 IO_DRAIN_TIMEOUT = 2.0  # after an exit, how long background holders of the pipes may keep them open
 CLIENT_BUFFER_LIMIT = 4 * 1024 * 1024  # an attached client further behind than this is dropped
 EXEC_REPLAY_LIMIT = 1024 * 1024  # exec output kept until the first attach (the exec starts first)
+UNCLAIMED_MAX_AGE = 30.0  # seconds an exit nobody watched yet is kept (see Reaper)
 KEEP_EXITED_EXECS = 64  # finished execs remembered per container (their exit codes can be waited for)
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -48,12 +50,17 @@ def _check_id(value: Any, what: str) -> str:
 
 
 class Reaper:
-    """waitpid(-1) on every SIGCHLD; hands (exit code, exited_at) to whoever watches the pid."""
+    """waitpid(-1) on every SIGCHLD; hands (exit code, exited_at) to whoever watches the pid.
+
+    An exit reaped before anyone watched its pid (a process that ended before the runtime wrote
+    its pid file) is kept for UNCLAIMED_MAX_AGE seconds only: after that the pid may belong to a
+    new process (orphans re-parented to us are reaped too), whose watcher must not get it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._watchers: dict[int, asyncio.Future[tuple[int, str]]] = {}
-        self._unclaimed: dict[int, tuple[int, str]] = {}
+        self._unclaimed: dict[int, tuple[int, str, float]] = {}
+        self.clock = time.monotonic
 
     def install(self) -> None:
         self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
@@ -75,18 +82,29 @@ class Reaper:
             else:
                 if len(self._unclaimed) > 4096:
                     self._unclaimed.pop(next(iter(self._unclaimed)))
-                self._unclaimed[pid] = result
+                self._unclaimed.pop(pid, None)  # keep the dict in reaping order
+                self._unclaimed[pid] = (*result, self.clock())
 
     def watch(self, pid: int) -> asyncio.Future[tuple[int, str]]:
         """A future for pid's exit. An exit reaped before the pid was known is still delivered."""
         fut = self._watchers.get(pid)
         if fut is None:
             fut = self._loop.create_future()
+            self._forget_old()
             if pid in self._unclaimed:
-                fut.set_result(self._unclaimed.pop(pid))
+                code, exited_at, _ = self._unclaimed.pop(pid)
+                fut.set_result((code, exited_at))
             else:
                 self._watchers[pid] = fut
         return fut
+
+    def _forget_old(self) -> None:
+        limit = self.clock() - UNCLAIMED_MAX_AGE
+        while self._unclaimed:
+            pid, (_, _, reaped) = next(iter(self._unclaimed.items()))
+            if reaped >= limit:
+                return
+            del self._unclaimed[pid]
 
 
 class FdWriter:
@@ -158,8 +176,12 @@ class Attachment:
         """False when the client is gone or too far behind (it is then dropped)."""
         if (stream == p.STDOUT and not self.stdout) or (stream == p.STDERR and not self.stderr):
             return True
-        if self.writer.is_closing() or self.writer.transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
-            self.writer.close()
+        if self.writer.is_closing():
+            return False
+        if self.writer.transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
+            # abort, not close: close() would keep the connection and its buffer until a client
+            # that does not read has taken all of it
+            self.writer.transport.abort()
             return False
         self.writer.write(p.frame(stream, data) if self.framed else data)
         return True
@@ -258,15 +280,16 @@ class Process:
             self.clients.append(client)
         return client
 
-    async def pump_stdin(self, reader: asyncio.StreamReader) -> None:
-        """Copy a client's bytes to the process's stdin; the client's half-close closes it."""
+    async def pump_stdin(self, reader: asyncio.StreamReader, close_on_eof: bool = True) -> None:
+        """Copy a client's bytes to the process's stdin; the client's half-close closes it (unless
+        `close_on_eof` is false: that client closes stdin with the close_stdin operation)."""
         while True:
             data = await reader.read(READ_CHUNK)
             if not data:
                 break
             if self.stdin_writer is not None:
                 self.stdin_writer.write(data)
-        if self.stdin_writer is not None and not self.exited.is_set():
+        if close_on_eof and self.stdin_writer is not None and not self.exited.is_set():
             self.stdin_writer.write_eof()
 
     # --- exit ---
@@ -800,7 +823,10 @@ class Supervisor:
 
     async def op_resize(self, req: dict[str, Any]) -> None:
         proc = self._container(req.get("id")).process(req.get("exec_id"))
-        proc.resize(int(req["height"]), int(req["width"]))
+        height, width = int(req["height"]), int(req["width"])
+        if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
+            raise errors.InvalidArgument(f"invalid terminal size {height}x{width}")
+        proc.resize(height, width)
 
     async def op_close_stdin(self, req: dict[str, Any]) -> None:
         proc = self._container(req.get("id")).process(req.get("exec_id"))
@@ -878,6 +904,10 @@ class Supervisor:
         except OSError as e:
             _reply(writer, rid, error=errors.SystemFailure(f"{req.get('op')}: {e}", e.errno or 0))
             return
+        except Exception as e:  # noqa: BLE001 - a bug must still answer, or the client waits forever
+            self.warn(f"{req.get('op')}: internal error: {type(e).__name__}: {e}")
+            _reply(writer, rid, error=p.ShimError(f"{req.get('op')}: internal error: {type(e).__name__}: {e}"))
+            return
         _reply(writer, rid, result=result)
 
     async def _attach(self, req: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -891,7 +921,7 @@ class Supervisor:
         client = proc.attach(writer, bool(req.get("stdout", True)), bool(req.get("stderr", True)))
         try:
             if req.get("stdin") and proc.stdin_writer is not None:
-                await proc.pump_stdin(reader)
+                await proc.pump_stdin(reader, bool(req.get("stdin_eof", True)))
                 # the client half-closed (its stdin ended): its output goes on until the process ends
                 if not writer.is_closing():
                     await proc.exited.wait()
@@ -951,20 +981,51 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+OTHER_START_TIMEOUT = 15.0
+
+
+def _answers(path: str) -> bool:
+    """Whether a supervisor accepts connections on `path` now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        dfd = -1
+        target = path
+        try:
+            if len(path.encode()) >= 100:
+                dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+                target = f"/proc/self/fd/{dfd}/{os.path.basename(path)}"
+            sock.connect(target)
+            return True
+        except OSError:
+            return False
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
+
+
 def run(root: str, ready_fd: int = -1) -> int:
     """Run the supervisor on `root` until SIGTERM/SIGINT; 1 if another one already runs there.
 
-    `ready_fd` (if >= 0) gets "ready" written to it and is closed once the socket listens; when
-    another supervisor holds the root, "ready" is written too (that one serves the clients)."""
+    `ready_fd` (if >= 0) gets "ready" written to it and is closed once the socket listens. When
+    another supervisor holds the root's lock, this one waits: "ready" too once that one answers
+    on the socket (it serves the clients); if it exits instead (it was stopping), this one takes
+    over the root."""
+
     os.makedirs(root, mode=0o700, exist_ok=True)
     lock = os.open(os.path.join(root, p.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.write(2, f"dockyard-shim: a supervisor already runs on {root}\n".encode())
-        if ready_fd >= 0 and os.path.exists(os.path.join(root, p.SOCKET_NAME)):
-            os.write(ready_fd, b"ready")
-        return 1
+    deadline = time.monotonic() + OTHER_START_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            pass
+        if _answers(os.path.join(root, p.SOCKET_NAME)) or time.monotonic() > deadline:
+            os.close(lock)
+            os.write(2, f"dockyard-shim: a supervisor already runs on {root}\n".encode())
+            if ready_fd >= 0 and time.monotonic() <= deadline:
+                os.write(ready_fd, b"ready")
+            return 1
+        time.sleep(0.05)
 
     async def main() -> None:
         await Supervisor(root, ready_fd).serve()

@@ -377,13 +377,44 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 # --- attach ---------------------------------------------------------------------------------
 
+def _past_output(service: Any, c: Container, want_out: bool, want_err: bool) -> bytes:
+    """`attach?logs=1`: what the container printed so far, framed unless it has a tty."""
+    if (c.host_config.get("LogConfig") or {}).get("Type") == "none":
+        return b""
+    reader = LogReader(service.log_path(c.id))
+    try:
+        entries = reader.existing()
+    finally:
+        reader.close()
+    out = bytearray()
+    for e in entries:
+        if (e.stream == "stdout" and not want_out) or (e.stream == "stderr" and not want_err):
+            continue
+        out += e.data if c.tty else _frame(STDERR if e.stream == "stderr" else STDOUT, e.data)
+    return bytes(out)
+
+
+class _NoInput:
+    def close(self) -> None:
+        pass
+
+
 async def attach(request: web.Request) -> web.StreamResponse:
     service = backend(request).containers
-    want_stdin = boolean(request, "stdin")
-    c, reader, writer = await service.attach(request.match_info["id"], want_stdin, boolean(request, "stdout"),
-                                             boolean(request, "stderr"))
+    want_stdin, want_out, want_err = boolean(request, "stdin"), boolean(request, "stdout"), boolean(request, "stderr")
+    c = service.get(request.match_info["id"])
     content_type = hijack.RAW_STREAM if c.tty or not at_least(api_version(request), "1.42") else hijack.MULTIPLEXED_STREAM
-    return await hijack.session(request, content_type, reader, writer, stdin=want_stdin)
+    past = _past_output(service, c, want_out, want_err) if boolean(request, "logs") else b""
+    if not boolean(request, "stream"):  # only the logs (dockerd: stream=0 sends them and ends)
+        out = asyncio.StreamReader()
+        out.feed_data(past)
+        out.feed_eof()
+        return await hijack.session(request, content_type, out, _NoInput(), stdin=False)
+    c, reader, writer = await service.attach(c.id, want_stdin, want_out, want_err)
+    if past:
+        reader = hijack.prefixed(past, reader)
+    detach_keys = hijack.parse_detach_keys(request.query.get("detachKeys"))
+    return await hijack.session(request, content_type, reader, writer, stdin=want_stdin, detach_keys=detach_keys)
 
 
 async def attach_ws(request: web.Request) -> web.Response:

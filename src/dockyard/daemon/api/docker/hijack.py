@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.errors import InvalidArgument
+
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
@@ -92,25 +94,124 @@ async def pump(container_out: asyncio.StreamReader, client: asyncio.Transport, p
             return
 
 
-async def feed_stdin(client_in: asyncio.StreamReader, container_in: Any, *, close_on_eof: bool = True) -> None:
-    """Copy the client's bytes to the container's stdin; the client's EOF closes it."""
+DETACHED = "detached"
+
+
+async def feed_stdin(client_in: asyncio.StreamReader, container_in: Any, *, close_on_eof: bool = True,
+                     detach_keys: bytes = b"") -> str | None:
+    """Copy the client's bytes to the container's stdin; the client's EOF closes it. When the
+    client types the detach keys, they are not passed on and DETACHED is returned."""
+    matched = b""
     try:
         while True:
             data = await client_in.read(65536)
             if not data:
                 break
+            if detach_keys:
+                forward = bytearray()
+                for byte in data:
+                    candidate = matched + bytes([byte])
+                    if detach_keys.startswith(candidate):
+                        matched = candidate
+                        if matched == detach_keys:
+                            if forward:
+                                container_in.write(bytes(forward))
+                                await container_in.drain()
+                            return DETACHED
+                    else:
+                        forward += candidate  # not the sequence after all: pass it all on
+                        matched = b""
+                data = bytes(forward)
+                if not data:
+                    continue
             container_in.write(data)
             await container_in.drain()
     except (ConnectionError, RuntimeError):
-        return
+        return None
     if close_on_eof:
         with contextlib.suppress(Exception):
             if container_in.can_write_eof():
                 container_in.write_eof()
 
 
+def framed_as_stdout(source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """A tty's raw output as Docker's multiplexed stdout frames (a client that asked for framing)."""
+    out = asyncio.StreamReader()
+
+    async def copy() -> None:
+        while data := await source.read(65536):
+            out.feed_data(bytes([1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data)
+        out.feed_eof()
+
+    out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
+    return out
+
+
+def unframed(source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """Multiplexed frames as raw bytes (a client that asked for a raw stream)."""
+    out = asyncio.StreamReader()
+
+    async def copy() -> None:
+        try:
+            while True:
+                header = await source.readexactly(8)
+                out.feed_data(await source.readexactly(int.from_bytes(header[4:], "big")))
+        except asyncio.IncompleteReadError:
+            pass
+        out.feed_eof()
+
+    out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
+    return out
+
+
+def prefixed(first: bytes, source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """`first`, then whatever `source` gives."""
+    out = asyncio.StreamReader()
+    out.feed_data(first)
+
+    async def copy() -> None:
+        while data := await source.read(65536):
+            out.feed_data(data)
+        out.feed_eof()
+
+    out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
+    return out
+
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+
+
+def parse_detach_keys(text: str | None) -> bytes:
+    """Docker's detach keys ("ctrl-p,ctrl-q", "a,ctrl-@"...) as the bytes a terminal sends."""
+    if not text:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for part in text.split(","):
+        part = part.strip()
+        if len(part) == 1:
+            out.append(ord(part))
+        elif part.startswith("ctrl-") and len(part) == 6:
+            key = part[5]
+            if "a" <= key <= "z":
+                out.append(ord(key) - ord("a") + 1)
+            elif key in "@[\\]^_":
+                out.append(ord(key) - 64)
+            else:
+                raise InvalidArgument(f"invalid detach keys {text!r}")
+        else:
+            raise InvalidArgument(f"invalid detach keys {text!r}")
+    return bytes(out)
+
+
+# docker-py reads a hijacked stream from the raw socket under the buffered reader that parsed
+# the 101 response: output that arrives together with the response headers sits in that buffer
+# and is lost to it. Output is held back this long after the 101 for docker-py clients only.
+PYTHON_CLIENT_PAUSE = 0.05
+
+
 async def session(request: web.Request, content_type: str, container_out: asyncio.StreamReader, container_in: Any,
-                  stdin: bool, before_close: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+                  stdin: bool, before_close: Callable[[], Awaitable[None]] | None = None,
+                  detach_keys: bytes = b"") -> web.StreamResponse:
     """A whole hijacked session: stdin in, output out, until the output ends. Returns the 101 response.
 
     A client that did not ask to upgrade gets the output as an ordinary (chunked) 200 response.
@@ -120,11 +221,23 @@ async def session(request: web.Request, content_type: str, container_out: asynci
     if "upgrade" not in request.headers.get("Connection", "").lower():
         return await _plain(request, content_type, container_out, container_in)
     response, client_in, transport, protocol = await hijack(request, content_type)
-    feeder = asyncio.get_running_loop().create_task(feed_stdin(client_in, container_in)) if stdin else None
+    if request.headers.get("User-Agent", "").startswith("docker-sdk-python"):
+        await asyncio.sleep(PYTHON_CLIENT_PAUSE)
+    loop = asyncio.get_running_loop()
+    feeder = loop.create_task(feed_stdin(client_in, container_in, detach_keys=detach_keys)) if stdin else None
     try:
-        await pump(container_out, transport, protocol)
-        if before_close is not None:
-            await before_close()
+        pumping = loop.create_task(pump(container_out, transport, protocol))
+        waiting = {pumping} | ({feeder} if feeder is not None else set())
+        while pumping in waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if feeder in done and feeder.result() == DETACHED:
+                pumping.cancel()  # the client detached: the connection ends, the container runs on
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pumping
+                break
+        else:
+            if before_close is not None:
+                await before_close()
     finally:
         if feeder is not None:
             feeder.cancel()

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import boolean, filters, json_body, timestamp
+from dockyard.daemon.api.docker.streams import pipe_in
 from dockyard.daemon.api.docker.version import at_least
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.image.model import Image, ImageDetails
@@ -342,8 +343,13 @@ async def save_many(request: web.Request) -> web.StreamResponse:
 
 
 async def load(request: web.Request) -> web.Response:
-    data = await request.read()
-    loaded = await backend(request).images.load(io.BytesIO(data))
+    images = backend(request).images
+    try:
+        loaded = await pipe_in(request, images.load)
+    except InvalidArgument as e:
+        # dockerd answers a bad archive in the JSON stream (the CLI and docker-py read it from there)
+        return web.Response(body=_progress({"errorDetail": {"message": str(e)}, "error": str(e)}),
+                            content_type="application/json")
     lines = []
     for item in loaded:
         for name in item.names or [str(item.image.id)]:
