@@ -1,0 +1,96 @@
+"""Tables, human durations and sizes, and `--format` (json or simple Go templates)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z]*)\s*\}\}")
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = round(s / 60)
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def ago(timestamp: float) -> str:
+    return human_duration(time.time() - timestamp) + " ago"
+
+
+def human_size(n: float) -> str:
+    units = ["B", "kB", "MB", "GB", "TB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.3g}{units[i]}"
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
+    if not m:
+        raise ValueError(f"invalid size: {text!r}")
+    mult = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2)]
+    return int(float(m.group(1)) * mult)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [row[-1]]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def render(template: str, record: dict[str, Any]) -> str:
+    """`json` -> the record as JSON; else replace {{.Field}} and {{json .X}} placeholders."""
+    if template.strip() == "json":
+        return json.dumps(record, separators=(",", ":"))
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    if template.startswith("table "):
+        template = template[len("table "):]
+
+    def sub(m: re.Match[str]) -> str:
+        as_json, field = m.group(1), m.group(2)
+        value: Any = record if field == "" else record.get(field, "")
+        if as_json:
+            return json.dumps(value, separators=(",", ":"))
+        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    unknown = [f for f in re.findall(r"\{\{(.*?)\}\}", template) if not _FIELD.fullmatch("{{" + f + "}}")]
+    if unknown:
+        raise ValueError(f"template: not implemented: {{{{{unknown[0]}}}}}")
+    return _FIELD.sub(sub, template)
+
+
+def short_id(ident: str, trunc: bool = True) -> str:
+    ident = ident.split(":", 1)[1] if ident.startswith("sha256:") else ident
+    return ident[:12] if trunc else ident

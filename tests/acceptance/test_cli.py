@@ -1,0 +1,80 @@
+"""The `dockyard` CLI against a real dockyardd (and its auto-start of one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_dockyardd_api import Names, daemon, names, needs_containers  # noqa: F401
+from dockyardd import Dockyardd
+
+pytestmark = [pytest.mark.root, needs_containers]
+CLI = str(Path(sys.executable).parent / "dockyard")
+
+
+def dockyard(d: Dockyardd | None, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ)
+    if d is not None:
+        full["DOCKYARD_HOST"] = f"unix://{d.socket}"
+    full.update(env or {})
+    return subprocess.run([CLI, *args], capture_output=True, text=True, input=input, env=full, timeout=timeout,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def test_run_exit_codes_and_stdin(daemon: Dockyardd) -> None:
+    r = dockyard(daemon, "run", "--rm", "busybox", "echo", "hello")
+    assert r.returncode == 0 and r.stdout == "hello\n", r
+    r = dockyard(daemon, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3 and r.stdout == "out\n" and r.stderr == "err\n", r
+    r = dockyard(daemon, "run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z", input="piped\n")
+    assert r.returncode == 0 and r.stdout == "PIPED\n", r
+    r = dockyard(daemon, "run", "--rm", "busybox", "no-such-program")
+    assert r.returncode == 127 or r.returncode == 126, r
+
+
+def test_detached_exec_ps_logs_rm(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    r = dockyard(daemon, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; sleep 60")
+    assert r.returncode == 0 and len(r.stdout.strip()) == 64, r
+    assert dockyard(daemon, "exec", name, "echo", "inside").stdout == "inside\n"
+    ps = dockyard(daemon, "ps", "--format", "{{.Names}}")
+    assert name in ps.stdout.split(), ps
+    deadline = time.monotonic() + 10
+    while "started" not in dockyard(daemon, "logs", name).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dockyard(daemon, "logs", name).stdout == "started\n"
+    assert dockyard(daemon, "rm", "-f", name).returncode == 0
+    assert name not in dockyard(daemon, "ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_errors_like_docker(daemon: Dockyardd) -> None:
+    r = dockyard(daemon, "inspect", "no-such-container-here")
+    assert r.returncode != 0 and "No such" in r.stderr, r
+
+
+def test_autostart(tmp_path: Path) -> None:
+    """No daemon on the socket: the CLI starts one (here on a test socket and test roots)."""
+    root = tmp_path / "auto"
+    root.mkdir()
+    env = {"DOCKYARD_HOST": f"unix://{root}/sock", "DOCKYARD_AUTOSTART": "1",
+           "DOCKYARD_DATA_ROOT": str(root / "data"), "DOCKYARD_EXEC_ROOT": str(root / "exec")}
+    try:
+        r = dockyard(None, "run", "--rm", "busybox", "echo", "hello", env=env)
+        assert r.returncode == 0 and r.stdout == "hello\n", r
+    finally:
+        for pidfile in (root / "dockyardd.pid", root / "exec" / "shim" / "shim.pid"):
+            try:
+                pid = int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
