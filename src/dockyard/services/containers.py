@@ -248,10 +248,12 @@ class ContainerService:
             name = random_name()
             while any(c.name == name for c in self.containers.values()):
                 name = random_name()
-        runtime = host_config.get("Runtime") or self.daemon_config.default_runtime
+        # docker-py's create_container(runtime=...) sends it beside the Config, not in the HostConfig
+        runtime = host_config.get("Runtime") or config.pop("Runtime", None) or self.daemon_config.default_runtime
         self.daemon_config.runtime_path(runtime)
         _, max_retries = _restart_policy_check(host_config)
         host_config = dict(host_config)
+        host_config["Runtime"] = runtime
         _log_config(host_config.get("LogConfig"), getattr(self.daemon_config, "log_opts", {}))  # refuse bad ones now
         # inspect shows what the client asked for, as dockerd does; the defaults apply at run time
         host_config["LogConfig"] = {"Type": (host_config.get("LogConfig") or {}).get("Type") or "json-file",
@@ -911,8 +913,7 @@ def _log_config(value: dict[str, Any] | None, daemon_opts: dict[str, str] | None
     value = value or {}
     driver = value.get("Type") or "json-file"
     if driver not in LOG_DRIVERS:
-        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered "
-                              f"(supported: {', '.join(LOG_DRIVERS)})")
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")  # dockerd's words
     opts = {str(k): str(v) for k, v in (value.get("Config") or {}).items()}
     unknown = sorted(k for k in opts if k not in LOG_OPTS)
     if unknown:
