@@ -43,7 +43,9 @@ def _containers_ready() -> str | None:
 needs_containers = pytest.mark.skipif(_containers_ready() is not None, reason=str(_containers_ready()))
 
 
-@pytest.fixture(scope="module")
+# session scope: torn down after the last test (a module-scoped daemon shared by several modules
+# would be stopped inside the next module's first test, whose leak check would count it)
+@pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockyardd]:
     if os.geteuid() != 0:
         pytest.skip("dockyardd needs root")
