@@ -109,7 +109,7 @@ class FakeShim:
     async def list(self) -> list[ShimState]:
         return list(self.states.values())
 
-    async def delete(self, id: str) -> None:
+    async def delete(self, id: str, force: bool = False) -> None:
         self.states.pop(id, None)
 
     async def stats(self, id: str) -> dict[str, Any]:

@@ -616,8 +616,8 @@ class ContainerService:
             try:
                 shim = await self.shim()
                 if await _shim_state(shim, c.id) is not None:
-                    await shim.kill(c.id, signals.SIGKILL, all=True)
-                    await shim.delete(c.id)
+                    # force: a created (never started) container's init may not be reaped yet
+                    await shim.delete(c.id, force=True)
             except Exception as e:  # noqa: BLE001 - best effort: the container is gone or going
                 log.debug("container %s: supervisor delete: %s", c.id[:12], e)
             await self._cleanup_files(c.id)
