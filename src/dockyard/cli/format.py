@@ -8,34 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from dockyard.utils.durations import human_duration
+
 _FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z]*)\s*\}\}")
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = round(s / 60)
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def ago(timestamp: float) -> str:

@@ -18,6 +18,7 @@ from dockyard.daemon.api.docker.version import at_least
 from dockyard.errors import InvalidArgument
 from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
 from dockyard.services.logs import LogEntry, LogReader
+from dockyard.utils.durations import human_duration
 
 STDOUT, STDERR = 1, 2
 
@@ -26,34 +27,6 @@ STDOUT, STDERR = 1, 2
 
 def _command(c: Container) -> str:
     return " ".join([c.path, *c.args])
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's rough durations ("3 seconds", "About a minute", "2 hours")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _state_text(c: Container) -> str:
