@@ -32,6 +32,9 @@ class Backend:
     containers: Any = None
     execs: Any = None
     containerfs: Any = None
+    volumes: Any = None
+    networks: Any = None
+    builder: Any = None
 
 
 def backend(request: web.Request) -> Backend:
