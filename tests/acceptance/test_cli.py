@@ -78,3 +78,40 @@ def test_autostart(tmp_path: Path) -> None:
             deadline = time.monotonic() + 10
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+
+def test_cp_both_ways(daemon: Dockyardd, names: Names, tmp_path: Path) -> None:
+    name = names.new()
+    r = dockyard(daemon, "run", "-d", "--name", name, "busybox", "sh", "-c",
+                 "mkdir -p /srv/dir/sub && echo inside > /srv/dir/sub/f && ln -s /etc /srv/dir/link && sleep 60")
+    assert r.returncode == 0, r
+    deadline = time.monotonic() + 10
+    while dockyard(daemon, "exec", name, "test", "-e", "/srv/dir/link").returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # container -> host: a new destination takes the directory's place; an existing one gets it inside
+    assert dockyard(daemon, "cp", f"{name}:/srv/dir", str(tmp_path / "copy")).returncode == 0
+    assert (tmp_path / "copy" / "sub" / "f").read_text() == "inside\n"
+    assert os.readlink(tmp_path / "copy" / "link") == "/etc"  # a symlink stays a symlink
+    (tmp_path / "existing").mkdir()
+    assert dockyard(daemon, "cp", f"{name}:/srv/dir/sub/f", str(tmp_path / "existing")).returncode == 0
+    assert (tmp_path / "existing" / "f").read_text() == "inside\n"
+    # host -> container: a file under a new name, a directory into an existing one
+    (tmp_path / "up.txt").write_text("uploaded\n")
+    assert dockyard(daemon, "cp", str(tmp_path / "up.txt"), f"{name}:/srv/renamed.txt").returncode == 0
+    assert dockyard(daemon, "cp", str(tmp_path / "existing"), f"{name}:/srv/").returncode == 0
+    r = dockyard(daemon, "exec", name, "cat", "/srv/renamed.txt", "/srv/existing/f")
+    assert r.stdout == "uploaded\ninside\n", r
+    r = dockyard(daemon, "cp", f"{name}:/no/such", str(tmp_path / "x"))
+    assert r.returncode != 0 and "Could not find the file" in r.stderr, r
+
+
+def test_stats_table_and_format(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    assert dockyard(daemon, "run", "-d", "--name", name, "--memory", "64m", "busybox", "sleep", "60").returncode == 0
+    r = dockyard(daemon, "stats", "--no-stream", name)
+    assert r.returncode == 0, r
+    header, row = r.stdout.splitlines()
+    assert header.split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and name in row and "64MiB" in row, r.stdout
+    r = dockyard(daemon, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", name)
+    assert r.stdout == f"{name} 1\n", r

@@ -148,10 +148,11 @@ class Client:
             raise error_from(resp)
         return resp
 
-    def stream_upload(self, path: str, chunks: Iterator[bytes], content_type: str) -> http.client.HTTPResponse:
+    def stream_upload(self, path: str, chunks: Iterator[bytes], content_type: str,
+                      method: str = "POST") -> http.client.HTTPResponse:
         conn = self.connection()
         try:
-            conn.putrequest("POST", API + path)
+            conn.putrequest(method, API + path)
             conn.putheader("Content-Type", content_type)
             conn.putheader("Transfer-Encoding", "chunked")
             conn.endheaders()

@@ -26,6 +26,16 @@ def human_size(n: float) -> str:
     return f"{n:.3g}{units[i]}"
 
 
+def binary_size(n: float) -> str:
+    """Docker's units.BytesSize: 1024-based, four significant digits (64MiB, 704.5KiB)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
 def parse_size(text: str) -> int:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
     if not m:

@@ -47,26 +47,44 @@ def commit(store: ImageStore, key: str | None = None, *, upper: str | None = Non
         base_image = base_image or store.snapshots.stat(key).labels.get(IMAGE_LABEL)
     if upper is None:
         raise InvalidArgument("commit needs a container snapshot key or an upper dir")
+    return derive_image(store, base_image, upper, reference=reference, container_config=container_config,
+                        changes=changes, author=author, comment=message, created_by=created_by,
+                        container_id=container_id, compression=compression)
+
+
+def derive_image(store: ImageStore, base_image: str | None, upper: str | None, *, reference: str | None = None,
+                 container_config: dict[str, Any] | None = None, changes: list[str] | None = None,
+                 author: str = "", comment: str = "", created_by: str = "", container_id: str = "",
+                 compression: str | None = None, history_author: bool = True) -> Image:
+    """A new image = `base_image` (None: nothing) + one layer of `upper`'s changes, or no new
+    layer when `upper` is None (an "empty_layer" history entry, as a builder's ENV step makes).
+    Its parent is the base image."""
     names = [parse_image(reference)] if reference else []
     base = store.details(base_image) if base_image else None
     created = now_rfc3339()
     with store.operation() as op:
-        layer, diff_id = store_layer(store, op, lambda out: write_diff(upper, out), compression)
         raw: dict[str, Any] = json.loads(json.dumps(base.config.raw)) if base else {}
         cfg = container_config if container_config is not None else dict(raw.get("config") or {})
         cfg = apply_changes(cfg, changes or [])
         history = list(raw.get("history") or [])
-        history.append({k: v for k, v in (("created", created), ("author", author), ("created_by", created_by),
-                                          ("comment", message)) if v})
+        entry: dict[str, Any] = {k: v for k, v in (("created", created), ("author", author if history_author else ""),
+                                                   ("created_by", created_by), ("comment", comment)) if v}
+        if upper is None:
+            entry["empty_layer"] = True
+        history.append(entry)
         extra = {k: v for k, v in raw.items() if k not in ("architecture", "variant", "os", "created", "author", "config",
                                                             "rootfs", "history", "container", "container_config", "comment")}
         if container_id:
             extra["container"] = container_id
-        if message:
-            extra["comment"] = message
-        diff_ids = (base.config.diff_ids if base else []) + [diff_id]
+        if comment:
+            extra["comment"] = comment
+        diff_ids = list(base.config.diff_ids) if base else []
+        layers: list[Descriptor] = list(base.manifest.layers) if base else []
+        if upper is not None:
+            layer, diff_id = store_layer(store, op, lambda out: write_diff(upper, out), compression)
+            diff_ids.append(diff_id)
+            layers.append(layer)
         config = new_config(base.config.platform if base else store.platform, diff_ids, cfg, history, created, author, extra)
-        layers: list[Descriptor] = (list(base.manifest.layers) if base else []) + [layer]
         manifest = store_image(store, op, config, layers)
         return store.create(op, manifest, names, parent=str(base.image.id) if base else None)
 

@@ -372,6 +372,10 @@ class ImageStore:
             images = [i for i in images if i.dangling == dangling]
         return images
 
+    def parent_ids(self) -> set[str]:
+        """The images that are some other image's parent (a build's steps, a commit's base)."""
+        return {r["parent"] for r in self.db.query("SELECT DISTINCT parent FROM images WHERE parent IS NOT NULL")}
+
     def lookup(self, text: str) -> Image | None:
         """Docker's GetImage: an ID (full, or sha256:...), a name (busybox -> :latest), or an ID prefix."""
         text = text.strip()
@@ -673,6 +677,13 @@ class ImageStore:
         all_labels = {IMAGE_LABEL: str(img.id), CONTAINER_LABEL: container_id, **(labels or {})}
         with self.lock.shared():  # recovery (exclusive) must not take the new directory for a leftover
             return self.snapshots.prepare(container_id, str(img.chain_id) if img.chain_id else None, labels=all_labels)
+
+    def prepare_scratch(self, key: str, image: str | None, *, labels: dict[str, str] | None = None) -> list[Mount]:
+        """A writable snapshot on top of an image, or an empty one (the builder's COPY into `scratch`)."""
+        if image is not None:
+            return self.prepare_container(key, image, labels=labels)
+        with self.lock.shared():
+            return self.snapshots.prepare(key, None, labels={CONTAINER_LABEL: key, **(labels or {})})
 
     def remove_container(self, container_id: str) -> None:
         self.snapshots.remove(container_id)

@@ -292,20 +292,71 @@ def cmd_commit(client: Client, argv: list[str]) -> int:
     return 0
 
 
+STATS_HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def _cpu_percent(s: dict[str, Any], previous: dict[str, Any] | None) -> float:
+    """Docker's CPU %: the container's share of the host's CPU time since the previous sample."""
+    pre = previous or s.get("precpu_stats") or {}
+    cur = s.get("cpu_stats") or {}
+    cpu_delta = (cur.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    sys_delta = cur.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    if cpu_delta <= 0 or sys_delta <= 0 or not pre.get("system_cpu_usage"):
+        return 0.0
+    return cpu_delta / sys_delta * (cur.get("online_cpus") or 1) * 100.0
+
+
+def _stats_row(s: dict[str, Any], name: str, previous: dict[str, Any] | None, trunc: bool) -> dict[str, str]:
+    from dockyard.cli.format import binary_size, human_size
+
+    mem = s.get("memory_stats") or {}
+    usage = mem.get("usage", 0) - ((mem.get("stats") or {}).get("total_inactive_file") or 0)
+    limit = mem.get("limit") or 0
+    net = s.get("networks") or {}
+    rx = sum(n.get("rx_bytes", 0) for n in net.values())
+    tx = sum(n.get("tx_bytes", 0) for n in net.values())
+    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    read = sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "read")
+    write = sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "write")
+    ident = s.get("id", name)
+    return {
+        "ID": short_id(ident) if trunc else ident, "Container": name, "Name": (s.get("name") or "").lstrip("/"),
+        "CPUPerc": f"{_cpu_percent(s, previous):.2f}%",
+        "MemUsage": f"{binary_size(float(usage))} / {binary_size(float(limit))}",
+        "MemPerc": f"{(usage / limit * 100.0) if limit else 0.0:.2f}%",
+        "NetIO": f"{human_size(float(rx))} / {human_size(float(tx))}",
+        "BlockIO": f"{human_size(float(read))} / {human_size(float(write))}",
+        "PIDs": str((s.get("pids_stats") or {}).get("current", 0)),
+    }
+
+
 def cmd_stats(client: Client, argv: list[str]) -> int:
     p = Spec(F("--no-stream"), F("-a", "--all"), F("--format", value=True), F("--no-trunc")).parse(argv)
-    if not p["no_stream"]:
-        raise CliError("dockyard stats: streaming is not implemented; use --no-stream")
-    names = p.positionals or [c["Id"] for c in client.get("/containers/json")]
-    rows = []
-    for name in names:
-        s = client.get(f"/containers/{q(name)}/stats?stream=0")
-        mem = (s.get("memory_stats") or {}).get("usage", 0)
-        pids = (s.get("pids_stats") or {}).get("current", 0)
-        rows.append([short_id(s.get("id", name)), (s.get("name") or "").lstrip("/"), str(mem), str(pids)])
-    print(table(["CONTAINER ID", "NAME", "MEM USAGE (bytes)", "PIDS"], rows))
-    return 0
-
-
-def cmd_cp(client: Client, argv: list[str]) -> int:
-    raise CliError("dockyard cp: not implemented")
+    fixed = list(p.positionals)
+    previous: dict[str, dict[str, Any]] = {}
+    while True:
+        names = fixed or [c["Id"] for c in client.get("/containers/json" + qs({"all": bool(p["all"]) or None}))]
+        rows = []
+        for name in names:
+            try:
+                s = client.get(f"/containers/{q(name)}/stats?stream=0")
+            except DaemonError:
+                if fixed:
+                    raise
+                continue  # it went away between the list and the stats
+            rows.append(_stats_row(s, name, previous.get(name), not p["no_trunc"]))
+            previous[name] = s.get("cpu_stats") or {}
+        if p["format"]:
+            text = "\n".join(render(p["format"], r) for r in rows)
+        else:
+            text = table(STATS_HEADER, [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["NetIO"],
+                                         r["BlockIO"], r["PIDs"]] for r in rows])
+        if p["no_stream"]:
+            print(text)
+            return 0
+        sys.stdout.write("\x1b[2J\x1b[H" + text + "\n")
+        sys.stdout.flush()
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            return 0

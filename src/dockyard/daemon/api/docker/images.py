@@ -15,7 +15,7 @@ from aiohttp import web
 
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import boolean, filters, json_body, timestamp
-from dockyard.daemon.api.docker.streams import pipe_in
+from dockyard.daemon.api.docker.streams import ProgressRelay, pipe_in, progress_line
 from dockyard.daemon.api.docker.version import at_least
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.image.model import Image, ImageDetails
@@ -108,6 +108,11 @@ async def list_images(request: web.Request) -> web.Response:
     if f.get("dangling"):
         dangling = f["dangling"][0] in ("true", "1")
     found = await images.list(dangling=dangling)
+    if not boolean(request, "all") or dangling:
+        # Docker hides intermediate images (untagged, with children: a build's steps); a
+        # dangling image is an untagged one that is not such a step
+        parents = await asyncio.to_thread(images.store.parent_ids)
+        found = [i for i in found if not (i.dangling and str(i.id) in parents)]
     if f.get("reference"):
         found = [i for i in found if _reference_matcher(f["reference"])(i)]
     out = []
@@ -151,8 +156,7 @@ async def remove(request: web.Request) -> web.Response:
     return json_response(report.items())
 
 
-def _progress(message: dict[str, Any]) -> bytes:
-    return json.dumps(message).encode() + b"\r\n"
+_progress = progress_line
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -167,32 +171,14 @@ async def create(request: web.Request) -> web.StreamResponse:
         ref = parse_reference(name)
         shown = ref.tag or "latest"
         before = await asyncio.to_thread(services.images.store.lookup, str(ref.tagged_or_latest()))
-        loop = asyncio.get_running_loop()
-        updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        def progress(message: dict[str, Any]) -> None:  # called from the pulling thread
-            loop.call_soon_threadsafe(updates.put_nowait, message)
-
-        pulling = loop.create_task(services.images.pull(name, progress, registry_credentials(request)))
-        first = loop.create_task(updates.get())
-        await asyncio.wait({pulling, first}, return_when=asyncio.FIRST_COMPLETED)
-        if pulling.done() and pulling.exception() is not None:
-            first.cancel()
-            raise pulling.exception()  # type: ignore[misc]  # before the stream starts: a proper error
+        relay = ProgressRelay()
+        pulling = asyncio.get_running_loop().create_task(
+            services.images.pull(name, relay, registry_credentials(request)))
+        await relay.first(pulling)  # an error before any progress is a proper error response
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await response.write(_progress({"status": f"Pulling from {ref.familiar_name}", "id": shown}))
-        while True:
-            if first.done():
-                await response.write(_progress(first.result()))
-                first = loop.create_task(updates.get())
-                continue
-            if pulling.done():
-                first.cancel()
-                while not updates.empty():
-                    await response.write(_progress(updates.get_nowait()))
-                break
-            await asyncio.wait({pulling, first}, return_when=asyncio.FIRST_COMPLETED)
+        await relay.relay(response, pulling)
         try:
             image = pulling.result()
         except DockyardError as e:
@@ -265,28 +251,13 @@ async def push(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag", "")
     ref = parse_reference(f"{name}:{tag}" if tag else name)
     await images.get(str(ref.tagged_or_latest()))  # 404 before the stream starts
-    loop = asyncio.get_running_loop()
-    updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    def progress(message: dict[str, Any]) -> None:  # called from the pushing thread
-        loop.call_soon_threadsafe(updates.put_nowait, message)
-
+    relay = ProgressRelay()
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     await response.write(_progress({"status": f"The push refers to repository [{ref.name if ref.domain != 'docker.io' else ref.familiar_name}]"}))
-    pushing = loop.create_task(images.push(str(ref.tagged_or_latest()), progress, registry_credentials(request)))
-    waiting = loop.create_task(updates.get())
-    while True:
-        if waiting.done():
-            await response.write(_progress(waiting.result()))
-            waiting = loop.create_task(updates.get())
-            continue
-        if pushing.done():
-            waiting.cancel()
-            while not updates.empty():
-                await response.write(_progress(updates.get_nowait()))
-            break
-        await asyncio.wait({pushing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    pushing = asyncio.get_running_loop().create_task(
+        images.push(str(ref.tagged_or_latest()), relay, registry_credentials(request)))
+    await relay.relay(response, pushing)
     try:
         digest, size = pushing.result()
     except DockyardError as e:

@@ -8,6 +8,7 @@ that large uploads (image archives, `docker cp` tars) never sit in memory whole.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -90,3 +91,49 @@ async def pipe_out(request: web.Request, producer: Callable[[BinaryIO], Awaitabl
         return response
     await response.write_eof()
     return response
+
+
+class ProgressRelay:
+    """JSON progress messages from a task (possibly in another thread) to a streamed response."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.updates: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        self._head: dict[str, object] | None = None
+
+    def __call__(self, message: dict[str, object]) -> None:
+        """The progress callback: safe to call from any thread."""
+        self.loop.call_soon_threadsafe(self.updates.put_nowait, message)
+
+    async def first(self, task: asyncio.Task[T]) -> None:
+        """Wait for the first message or the task's end; the task's error if it failed before any."""
+        waiting = self.loop.create_task(self.updates.get())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting.done():
+            self._head = waiting.result()  # relay() writes it first
+        else:
+            waiting.cancel()
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def relay(self, response: web.StreamResponse, task: asyncio.Task[T]) -> None:
+        """Write every message until the task is done (the task's result is then the caller's)."""
+        if self._head is not None:
+            await response.write(progress_line(self._head))
+            self._head = None
+        waiting = self.loop.create_task(self.updates.get())
+        while True:
+            if waiting.done():
+                await response.write(progress_line(waiting.result()))
+                waiting = self.loop.create_task(self.updates.get())
+                continue
+            if task.done():
+                waiting.cancel()
+                while not self.updates.empty():
+                    await response.write(progress_line(self.updates.get_nowait()))
+                return
+            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+
+
+def progress_line(message: dict[str, object]) -> bytes:
+    return json.dumps(message).encode() + b"\r\n"
