@@ -21,12 +21,12 @@ SHORT: dict[str, tuple[str, str]] = {
     "unpause": ("containers", "cmd_unpause"), "wait": ("containers", "cmd_wait"),
     "rename": ("containers", "cmd_rename"), "top": ("containers", "cmd_top"), "port": ("containers", "cmd_port"),
     "diff": ("containers", "cmd_diff"), "export": ("containers", "cmd_export"),
-    "commit": ("containers", "cmd_commit"), "stats": ("containers", "cmd_stats"), "cp": ("containers", "cmd_cp"),
+    "commit": ("containers", "cmd_commit"), "stats": ("containers", "cmd_stats"), "cp": ("cp", "cmd_cp"),
     "inspect": ("system", "inspect_objects"), "images": ("images", "cmd_images"), "rmi": ("images", "cmd_rmi"),
     "tag": ("images", "cmd_tag"), "save": ("images", "cmd_save"), "load": ("images", "cmd_load"),
     "import": ("images", "cmd_import"), "history": ("images", "cmd_history"), "pull": ("images", "cmd_pull"),
     "push": ("images", "cmd_push"), "version": ("system", "cmd_version"), "info": ("system", "cmd_info"),
-    "events": ("system", "cmd_events"),
+    "events": ("system", "cmd_events"), "build": ("build", "cmd_build"),
 }
 
 CONTAINER: dict[str, tuple[str, str]] = {
@@ -39,7 +39,7 @@ CONTAINER: dict[str, tuple[str, str]] = {
 IMAGE: dict[str, tuple[str, str]] = {
     "ls": SHORT["images"], "list": SHORT["images"], "rm": SHORT["rmi"], "remove": SHORT["rmi"],
     "tag": SHORT["tag"], "history": SHORT["history"], "save": SHORT["save"], "load": SHORT["load"],
-    "import": SHORT["import"], "pull": SHORT["pull"], "push": SHORT["push"],
+    "import": SHORT["import"], "pull": SHORT["pull"], "push": SHORT["push"], "build": SHORT["build"],
     "prune": ("images", "cmd_image_prune"), "inspect": ("images", "cmd_inspect_image"),
 }
 
