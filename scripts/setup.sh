@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 need=""
 for p in python3 python3-venv python3-dev gcc libseccomp2 busybox-static iproute2 procps \
          util-linux tar gzip zstd nftables iptables psmisc tini \
-         docker.io containerd runc crun skopeo umoci docker-registry; do
+         docker.io containerd runc crun skopeo umoci docker-registry docker-compose; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
