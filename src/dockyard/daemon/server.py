@@ -62,6 +62,12 @@ class Daemon:
         self.backend.containerfs = ContainerFilesystem(containers)
         self.health = HealthService(containers, self.backend.execs)
         try:
+            from dockyard.services.build import BuildService
+        except ImportError as e:
+            log.warning("the builder is unavailable: %s", e)
+        else:
+            self.backend.builder = await asyncio.to_thread(BuildService, self.config.data_root, images, containers)
+        try:
             await containers.restore()
         except ImportError as e:
             log.warning("containers are unavailable: the supervisor is missing (%s)", e)

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
-from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedFeature, WrongState
 from dockyard.image.model import ImageUser
 from dockyard.services.events import EventService
 from dockyard.services.images import ImageService
@@ -98,6 +98,8 @@ class Container:
     args: list[str] = field(default_factory=list)
     state: State = field(default_factory=State)
     driver: str = "overlayfs"
+    # network name -> Docker's EndpointSettings (NetworkID, EndpointID, IPAddress, Aliases, ...)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Container:
@@ -154,6 +156,7 @@ class ContainerService:
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._shim: Any = None
         self.on_started: list[Callable[[Container], None]] = []  # e.g. the health monitor
+        self.networks: Any = None  # the NetworkService, when the daemon has networking
         images.set_users(self.image_users)
 
     # --- the supervisor -----------------------------------------------------------------
@@ -231,7 +234,8 @@ class ContainerService:
 
     # --- create -------------------------------------------------------------------------
 
-    async def create(self, name: str | None, config: dict[str, Any], host_config: dict[str, Any]) -> Container:
+    async def create(self, name: str | None, config: dict[str, Any], host_config: dict[str, Any],
+                     networking: dict[str, Any] | None = None) -> Container:
         asyncio.get_running_loop().run_in_executor(None, prewarm_cgroup_migration)
         image_name = config.get("Image") or ""
         if not image_name:
@@ -270,6 +274,10 @@ class ContainerService:
         cid = secrets.token_hex(32)
         c = Container(cid, name, now_rfc3339(), image_name, str(details.image.id), merged, dict(host_config), runtime,
                       argv[0], argv[1:])
+        if self.networks is not None:
+            self.networks.plan(c, networking)
+        else:
+            _refuse_networking(host_config, networking)
         os.makedirs(self.dir(cid), mode=0o700)
         try:
             self._write_files(c)
@@ -313,6 +321,9 @@ class ContainerService:
     def host_config_list(c: Container, key: str) -> list[str]:
         return [str(v) for v in (c.host_config.get(key) or [])]
 
+    def files(self, cid: str) -> dict[str, str]:
+        return self._files(cid)
+
     def _files(self, cid: str) -> dict[str, str]:
         return {name: os.path.join(self.dir(cid), name) for name in ("hostname", "hosts", "resolv.conf")}
 
@@ -337,8 +348,9 @@ class ContainerService:
         from dockyard.services import specgen
 
         rootfs = await self.mount_rootfs(c)
+        netns = self.networks.netns_path(c) if self.networks is not None else None
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
-                                  CGROUP_PARENT, None, self.daemon_config.init_path)
+                                  CGROUP_PARENT, netns, self.daemon_config.init_path)
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
     async def _create_task(self, c: Container, image_config: dict[str, Any] | None = None) -> None:
@@ -355,6 +367,12 @@ class ContainerService:
                                 log_path=log_path, log_max_size=_size(log_opts.get("max-size", "0")),
                                 log_max_files=int(log_opts.get("max-file", "1") or 1))
         c.state.pid = pid
+        if self.networks is not None and c.networks:
+            try:
+                await self.networks.setup(c, pid)
+            except BaseException:
+                await shim.delete(c.id, force=True)
+                raise
         self._watch(c)
 
     # --- start / stop -------------------------------------------------------------------
@@ -447,6 +465,11 @@ class ContainerService:
             await self.unmount_rootfs(c.id)
         except Exception as e:  # noqa: BLE001 - logged; remove retries
             log.warning("container %s: unmount: %s", c.id[:12], e)
+        if self.networks is not None and c.networks:
+            try:
+                await self.networks.teardown(c)
+            except Exception as e:  # noqa: BLE001 - logged: the container is gone either way
+                log.warning("container %s: network teardown: %s", c.id[:12], e)
         self.save(c)
         if started or status is not None:
             self._event("die", c, {"exitCode": str(c.state.exit_code)})
@@ -940,6 +963,19 @@ def _restart_policy_check(host_config: dict[str, Any]) -> tuple[str, int]:
     if name != "no" and host_config.get("AutoRemove"):
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     return name, count
+
+
+def _refuse_networking(host_config: dict[str, Any], networking: dict[str, Any] | None) -> None:
+    """Without a network service every container gets a private namespace with only `lo`
+    (or the host's): anything else asked for is refused, never silently dropped."""
+    asked = [f"HostConfig.{k}" for k in ("PortBindings", "PublishAllPorts") if host_config.get(k)]
+    mode = str(host_config.get("NetworkMode") or "")
+    if mode not in ("", "default", "bridge", "none", "host"):
+        asked.append(f"HostConfig.NetworkMode={mode}")
+    asked += [f"NetworkingConfig.EndpointsConfig.{k}" for k in ((networking or {}).get("EndpointsConfig") or {})
+              if k not in ("bridge", "default", "none", "host")]
+    if asked:
+        raise NotImplementedFeature(f"networking is not available in this daemon: {', '.join(asked)}")
 
 
 def _merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:

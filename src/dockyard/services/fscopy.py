@@ -130,6 +130,41 @@ def stat_path(root: int, path: str) -> PathStat:
     return PathStat(name, st.st_size, go_mode(st), _rfc3339(st.st_mtime), link)
 
 
+def is_directory(root: int, path: str) -> bool:
+    """Whether `path` (symlinks followed inside the root) is a directory."""
+    try:
+        fd = _open_in_root(root, _clean(path), os.O_PATH)
+    except NotFound:
+        return False
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(root: int, path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> list[str]:
+    """`mkdir -p` inside the root: the missing directories of `path`, owned by uid:gid; the ones made."""
+    made: list[str] = []
+    current = "/"
+    for part in [p for p in _clean(path).split("/") if p]:
+        current = posixpath.join(current, part)
+        with _parent_of(root, current) as (dfd, name):
+            try:
+                os.mkdir(name, mode, dir_fd=dfd)
+            except FileExistsError:
+                continue
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.chown(f"/proc/self/fd/{fd}", uid, gid)
+                os.chmod(f"/proc/self/fd/{fd}", mode)
+            finally:
+                os.close(fd)
+            made.append(current)
+    if not is_directory(root, path):
+        raise InvalidArgument(f"{path} exists and is not a directory")
+    return made
+
+
 def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(arcname)
     ti.mode = stat.S_IMODE(st.st_mode)

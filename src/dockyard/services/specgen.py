@@ -322,7 +322,12 @@ def _mode(value: str, field: str, allowed: tuple[str, ...]) -> str:
 
 def _namespaces(host: HostConfig, netns_path: str | None) -> list[dict[str, str]]:
     spaces: list[dict[str, str]] = [{"type": "mount"}]
-    if _mode(host.network_mode, "NetworkMode", ("", "default", "bridge", "none", "host")) != "host":
+    # any other mode is a network name (checked by the network service); container:<id> comes
+    # with the other container's namespace in netns_path
+    mode = host.network_mode
+    if mode.startswith("container:") and not netns_path:
+        raise InvalidArgument(f"HostConfig.NetworkMode={mode}: the container's network namespace is not known")
+    if mode != "host":
         spaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
     if _mode(host.ipc_mode, "IpcMode", ("", "private", "shareable", "none", "host")) != "host":
         spaces.append({"type": "ipc"})

@@ -15,7 +15,7 @@ from dockyard.daemon.api.docker import hijack
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import boolean, filters, integer, json_body, timestamp
 from dockyard.daemon.api.docker.version import at_least
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, NotImplementedFeature
 from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
 from dockyard.services.logs import LogEntry, LogReader
 from dockyard.utils.durations import human_duration
@@ -48,13 +48,52 @@ def _state_text(c: Container) -> str:
     return s.status.capitalize()
 
 
-def summary(c: Container) -> dict[str, Any]:
+def endpoints_json(c: Container) -> dict[str, Any]:
+    """NetworkSettings.Networks: the endpoints without the daemon's private fields."""
+    return {name: {k: v for k, v in ep.items() if not k.startswith("_")} for name, ep in c.networks.items()}
+
+
+def ports_json(c: Container, service: Any) -> dict[str, Any]:
+    networks = getattr(service, "networks", None)
+    if networks is None:
+        return {}
+    ports: dict[str, Any] = networks.ports(c)
+    return ports
+
+
+def port_list(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """The container list's Ports: one entry per binding (or per exposed port without one)."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in sorted(ports.items()):
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto})
+        for b in bindings or []:
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]), "Type": proto})
+    return out
+
+
+def summary(c: Container, service: Any = None) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": _command(c),
-        "Created": int(parse_rfc3339(c.created)), "Ports": [], "Labels": c.config.get("Labels") or {},
-        "State": c.state.status, "Status": _state_text(c), "HostConfig": {"NetworkMode": "none"},
-        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        "Created": int(parse_rfc3339(c.created)), "Ports": port_list(ports_json(c, service)) if service else [],
+        "Labels": c.config.get("Labels") or {}, "State": c.state.status, "Status": _state_text(c),
+        "HostConfig": {"NetworkMode": str(c.host_config.get("NetworkMode") or "default")},
+        "NetworkSettings": {"Networks": endpoints_json(c)}, "Mounts": [],
     }
+
+
+def network_settings(c: Container, service: Any) -> dict[str, Any]:
+    networks = endpoints_json(c)
+    first = next(iter(networks.values()), {}) if "bridge" in networks else {}
+    pid = c.state.pid if c.state.status in ("running", "paused") else 0
+    return {"Bridge": "", "SandboxID": c.id if pid else "", "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
+            "Ports": ports_json(c, service), "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+            "EndpointID": first.get("EndpointID", ""), "Gateway": first.get("Gateway", ""),
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": first.get("IPAddress", ""),
+            "IPPrefixLen": first.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": first.get("MacAddress", ""),
+            "Networks": networks}
 
 
 def inspect_json(c: Container, service: Any) -> dict[str, Any]:
@@ -78,27 +117,19 @@ def inspect_json(c: Container, service: Any) -> dict[str, Any]:
                    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": [],
                    "Cmd": None, "Image": c.image, "Volumes": None, "WorkingDir": "", "Entrypoint": None,
                    "OnBuild": None, "Labels": {}, **c.config},
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
-                            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Gateway": "", "IPAddress": "",
-                            "IPPrefixLen": 0, "MacAddress": "", "Networks": {}},
+        "NetworkSettings": network_settings(c, service),
     }
 
 
 # --- create, list, inspect ------------------------------------------------------------------
 
-NETWORK_MODES = ("", "default", "bridge", "none")
-# Set to anything but their empty value, these need networking or volumes (later issues).
-NOT_YET = ("PortBindings", "PublishAllPorts", "Links", "VolumesFrom", "VolumeDriver")
+# Set to anything but their empty value, these are refused (not implemented).
+NOT_YET = ("Links", "VolumesFrom", "VolumeDriver")
 
 
 def unsupported(host_config: dict[str, Any], networking: dict[str, Any]) -> list[str]:
     """HostConfig fields this increment cannot honour; the create is refused naming them."""
-    found = [f"HostConfig.{k}" for k in NOT_YET if host_config.get(k)]
-    if str(host_config.get("NetworkMode") or "") not in NETWORK_MODES:
-        found.append(f"HostConfig.NetworkMode={host_config['NetworkMode']}")
-    endpoints = networking.get("EndpointsConfig") or {}
-    found += [f"NetworkingConfig.EndpointsConfig.{k}" for k in endpoints if k not in NETWORK_MODES]
-    return found
+    return [f"HostConfig.{k}" for k in NOT_YET if host_config.get(k)]
 
 
 async def create(request: web.Request) -> web.Response:
@@ -107,10 +138,9 @@ async def create(request: web.Request) -> web.Response:
     networking = body.pop("NetworkingConfig", None) or {}
     refused = unsupported(host_config, networking)
     if refused:
-        raise InvalidArgument(f"not supported yet: {', '.join(refused)} (networks, ports and volumes come in later "
-                              "issues; every container gets a loopback-only network namespace)")
+        raise NotImplementedFeature(f"not implemented: {', '.join(refused)}")
     body.pop("Platform", None)
-    c = await backend(request).containers.create(request.query.get("name") or None, body, host_config)
+    c = await backend(request).containers.create(request.query.get("name") or None, body, host_config, networking)
     return json_response({"Id": c.id, "Warnings": []}, 201)
 
 
@@ -142,7 +172,7 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = integer(request, "limit", -1) or -1
     if limit > 0:
         found = found[:limit]
-    return json_response([summary(c) for c in found])
+    return json_response([summary(c, backend(request).containers) for c in found])
 
 
 async def inspect(request: web.Request) -> web.Response:
