@@ -1,0 +1,1 @@
+"""Networking: bridges and veths, embedded DNS, published-port proxies."""
