@@ -84,14 +84,20 @@ class Dockyardd(DockerEngine):
             return []
 
 
-def launch(daemon_dir: Path, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT) -> Dockyardd:
-    """Start dockyardd on `daemon_dir` (which may hold the state of an earlier run) and wait for /_ping."""
+def launch(daemon_dir: Path, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT,
+           netns: str | None = None) -> Dockyardd:
+    """Start dockyardd on `daemon_dir` (which may hold the state of an earlier run) and wait for /_ping.
+
+    With `netns` (a name under /run/netns) it runs in that network namespace (entered with
+    nsenter, which leaves /sys and the cgroup mounts as they are)."""
     daemon_dir.mkdir(parents=True, exist_ok=True)
     (daemon_dir / "cli").mkdir(exist_ok=True)
     sock = daemon_dir / "dockyard.sock"
     argv = [*dockyardd_command(), "-H", f"unix://{sock}", "--data-root", str(daemon_dir / "data"),
             "--exec-root", str(daemon_dir / "exec"), "--pidfile", str(daemon_dir / "dockyardd.pid"),
             "--log-level", "debug", *(extra_args or [])]
+    if netns:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
     log = open(daemon_dir / "dockyardd.log", "ab")
     try:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -108,8 +114,8 @@ def launch(daemon_dir: Path, extra_args: list[str] | None = None, timeout: float
     return daemon
 
 
-def start_dockyardd(daemon_dir: Path, extra_args: list[str] | None = None) -> Dockyardd:
-    return launch(daemon_dir, extra_args)
+def start_dockyardd(daemon_dir: Path, extra_args: list[str] | None = None, netns: str | None = None) -> Dockyardd:
+    return launch(daemon_dir, extra_args, netns=netns)
 
 
 def kill_daemon(daemon: Dockyardd, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -134,48 +134,54 @@ async def feed_stdin(client_in: asyncio.StreamReader, container_in: Any, *, clos
                 container_in.write_eof()
 
 
-def framed_as_stdout(source: asyncio.StreamReader) -> asyncio.StreamReader:
-    """A tty's raw output as Docker's multiplexed stdout frames (a client that asked for framing)."""
+def _transformed(source: asyncio.StreamReader,
+                 chunks: Callable[[asyncio.StreamReader], AsyncIterator[bytes]], first: bytes = b"") -> asyncio.StreamReader:
+    """A new reader fed by a task with what `chunks(source)` yields (after `first`), then EOF."""
     out = asyncio.StreamReader()
+    if first:
+        out.feed_data(first)
 
     async def copy() -> None:
-        while data := await source.read(65536):
-            out.feed_data(bytes([1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data)
-        out.feed_eof()
-
-    out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
-    return out
-
-
-def unframed(source: asyncio.StreamReader) -> asyncio.StreamReader:
-    """Multiplexed frames as raw bytes (a client that asked for a raw stream)."""
-    out = asyncio.StreamReader()
-
-    async def copy() -> None:
-        try:
-            while True:
-                header = await source.readexactly(8)
-                out.feed_data(await source.readexactly(int.from_bytes(header[4:], "big")))
-        except asyncio.IncompleteReadError:
-            pass
-        out.feed_eof()
-
-    out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
-    return out
-
-
-def prefixed(first: bytes, source: asyncio.StreamReader) -> asyncio.StreamReader:
-    """`first`, then whatever `source` gives."""
-    out = asyncio.StreamReader()
-    out.feed_data(first)
-
-    async def copy() -> None:
-        while data := await source.read(65536):
+        async for data in chunks(source):
             out.feed_data(data)
         out.feed_eof()
 
     out._dockyard_task = asyncio.get_running_loop().create_task(copy())  # type: ignore[attr-defined]
     return out
+
+
+async def _raw_chunks(source: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while data := await source.read(65536):
+        yield data
+
+
+async def _stdout_frames(source: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    async for data in _raw_chunks(source):
+        yield bytes([1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+async def _frame_payloads(source: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            header = await source.readexactly(8)
+            yield await source.readexactly(int.from_bytes(header[4:], "big"))
+    except asyncio.IncompleteReadError:
+        return
+
+
+def framed_as_stdout(source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """A tty's raw output as Docker's multiplexed stdout frames (a client that asked for framing)."""
+    return _transformed(source, _stdout_frames)
+
+
+def unframed(source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """Multiplexed frames as raw bytes (a client that asked for a raw stream)."""
+    return _transformed(source, _frame_payloads)
+
+
+def prefixed(first: bytes, source: asyncio.StreamReader) -> asyncio.StreamReader:
+    """`first`, then whatever `source` gives."""
+    return _transformed(source, _raw_chunks, first)
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
