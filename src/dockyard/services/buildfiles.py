@@ -113,7 +113,7 @@ def copy_into(root: int, plan: CopyPlan, uid: int, gid: int) -> None:
             assert item.context is not None and item.source is not None
             fscopy.make_dirs(root, dest, uid, gid)
             with open(item.context.path(item.source.rel), "rb") as handle:
-                fscopy.write_archive(root, dest, handle, fscopy.ExtractOptions(copy_uid_gid=True))
+                fscopy.write_archive(root, dest, handle, fscopy.ExtractOptions(copy_uid_gid=True, create_parents=True))
             continue
         if item.source is not None and item.source.is_dir:
             target_dir, entries = dest, _tree_entries(item, "")

@@ -249,6 +249,7 @@ def read_archive(root: int, path: str, out: BinaryIO) -> None:
 class ExtractOptions:
     no_overwrite_dir_non_dir: bool = False
     copy_uid_gid: bool = False      # keep the tar's owners; otherwise everything belongs to root
+    create_parents: bool = False    # make missing parent directories (an archive may leave them out)
     max_entries: int = 1_000_000
 
 
@@ -278,6 +279,8 @@ def write_archive(root: int, path: str, source: BinaryIO, options: ExtractOption
                     raise InvalidArgument(f"archive entry {member.name!r} climbs out of {path}")
                 if target == dest:
                     continue
+                if options.create_parents:
+                    make_dirs(root, posixpath.dirname(target))
                 _extract(root, tar, member, target, options)
                 if member.isdir():
                     dirs.append((target, member))
