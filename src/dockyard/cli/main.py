@@ -27,6 +27,7 @@ SHORT: dict[str, tuple[str, str]] = {
     "import": ("images", "cmd_import"), "history": ("images", "cmd_history"), "pull": ("images", "cmd_pull"),
     "push": ("images", "cmd_push"), "version": ("system", "cmd_version"), "info": ("system", "cmd_info"),
     "events": ("system", "cmd_events"), "build": ("build", "cmd_build"),
+    "login": ("login", "cmd_login"), "logout": ("login", "cmd_logout"),
 }
 
 CONTAINER: dict[str, tuple[str, str]] = {
@@ -45,12 +46,16 @@ IMAGE: dict[str, tuple[str, str]] = {
 
 SYSTEM: dict[str, tuple[str, str]] = {"info": SHORT["info"], "events": SHORT["events"]}
 
-GROUPS = {"container": CONTAINER, "image": IMAGE, "system": SYSTEM}
+# the registry server runs in this process and needs no daemon (dockyard.cli.commands.registry)
+REGISTRY: dict[str, tuple[str, str]] = {"serve": ("registry", "cmd_serve"),
+                                        "garbage-collect": ("registry", "cmd_garbage_collect")}
+
+GROUPS = {"container": CONTAINER, "image": IMAGE, "system": SYSTEM, "registry": REGISTRY}
 
 USAGE = """Usage:  dockyard [-H unix://SOCKET] COMMAND
 
 Commands: """ + " ".join(sorted(SHORT)) + """
-Management commands: container image system
+Management commands: container image system registry
 """
 
 
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host, rest = _split_globals(args)
         func, cmd_args, name = resolve(rest)
-        if "--help" in cmd_args[:1]:
+        if "--help" in cmd_args[:1] and not getattr(func, "own_help", False):
             print(f"Usage:  dockyard {name} [OPTIONS] ...")
             return 0
         return func(make_client(host), cmd_args)

@@ -363,6 +363,33 @@ def _pull_from_registry(store: Any, ref: Reference, client: RegistryClient, prog
         return image
 
 
+class _CountingReader:
+    """A blob being uploaded: reports "Pushing" progress (about every MiB) as http.client reads it."""
+
+    STEP = 1 << 20
+
+    def __init__(self, blob: Any, desc: Descriptor, progress: Progress) -> None:
+        self.blob = blob
+        self.desc = desc
+        self.progress = progress
+        self.sent = 0
+        self.reported = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.blob.read(size)
+        self.sent += len(data)
+        if data and (self.sent - self.reported >= self.STEP or self.sent == self.desc.size):
+            self.reported = self.sent
+            self.progress({"status": "Pushing", "id": self.desc.digest.encoded[:12],
+                           "progressDetail": {"current": self.sent, "total": self.desc.size}})
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.blob.seek(offset, whence)
+        self.sent = self.reported = int(position)
+        return int(position)
+
+
 def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, progress: Progress | None,
                mount_from: list[str] | None = None) -> None:
     head = client.request("HEAD", f"/v2/{name}/blobs/{desc.digest}")
@@ -395,8 +422,9 @@ def _push_blob(client: RegistryClient, name: str, desc: Descriptor, store: Any, 
     query_pairs = urllib.parse.parse_qsl(url.query) + [("digest", str(desc.digest))]
     path = (url.path or f"/v2/{name}/blobs/uploads/") + "?" + urllib.parse.urlencode(query_pairs)
     with store.content.open(desc.digest) as blob:  # streamed from the content store
+        body = blob if progress is None else _CountingReader(blob, desc, progress)
         done = client.request("PUT", path, {"Content-Type": "application/octet-stream",
-                                            "Content-Length": str(desc.size)}, blob)
+                                            "Content-Length": str(desc.size)}, body)
         body = done.read(65536)
     if done.status != 201:
         raise RegistryUnavailable(f"registry {client.host}: upload of {desc.digest}: {_error_text(done.status, body)}")

@@ -1,4 +1,6 @@
-"""Image commands: ls, rm, tag, inspect, history, save, load, import, pull, prune."""
+"""Image commands: ls, rm, tag, inspect, history, save, load, import, pull, push, prune.
+
+Pull and push send X-Registry-Auth from the credentials `dockyard login` saved (dockyard.cli.config)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,12 @@ CHUNK = 1 << 20
 
 
 def _messages(resp: Any, out: IO[str], quiet: bool, label: str) -> None:
-    """Read a JSON-lines progress stream; raise on an error line."""
+    """Read a JSON-lines progress stream; raise on an error line.
+
+    On a terminal (stderr) the byte counts of every layer add up to one bar below the status
+    lines; otherwise only the status lines are written, not each byte count."""
     bar = Progress(label)
+    layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes so far, size)
     for line in resp:
         line = line.strip()
         if not line:
@@ -31,26 +37,32 @@ def _messages(resp: Any, out: IO[str], quiet: bool, label: str) -> None:
             bar.finish() if bar.done else None
             raise CliError(str(msg.get("error") or msg["errorDetail"].get("message")), 1)
         detail = msg.get("progressDetail") or {}
-        if detail.get("current") and bar.active:
-            bar.total = detail.get("total") or None
-            bar.done = 0
-            bar.add(int(detail["current"]))
+        if detail.get("current"):
+            layers[str(msg.get("id"))] = (int(detail["current"]), int(detail.get("total") or 0))
+            if not quiet:
+                bar.set(sum(done for done, _ in layers.values()), sum(size for _, size in layers.values()) or None)
             continue
-        if msg.get("stream") and not quiet:
+        if quiet or not (msg.get("stream") or msg.get("status")):
+            continue
+        bar.clear()
+        if msg.get("stream"):
             out.write(msg["stream"])
-        elif msg.get("status") and not quiet:
+        else:
             ident = msg.get("id")
             out.write((f"{ident}: " if ident else "") + msg["status"] + "\n")
+        out.flush()
+        bar.redraw()
     if bar.done:
         bar.finish()
 
 
 def pull_image(client: Client, image: str, quiet: bool = False, out: IO[str] = sys.stdout) -> None:
     from dockyard.cli.commands.run import split_image
+    from dockyard.cli.config import registry_auth_header
 
     name, tag = split_image(image)
     params = {"fromImage": name, "tag": tag}
-    resp = client.raw("POST", "/images/create" + qs(params))
+    resp = client.raw("POST", "/images/create" + qs(params), headers={"X-Registry-Auth": registry_auth_header(name)})
     _messages(resp, out, quiet, f"Pulling {name}:{tag}")
     out.flush()
 
@@ -59,7 +71,10 @@ def cmd_pull(client: Client, argv: list[str]) -> int:
     p = Spec(F("-q", "--quiet"), F("-a", "--all-tags"), F("--platform", value=True)).parse(argv)
     if len(p.positionals) != 1:
         raise UsageError('"pull" requires exactly 1 argument.')
-    pull_image(client, p.positionals[0], bool(p["quiet"]))
+    try:
+        pull_image(client, p.positionals[0], bool(p["quiet"]))
+    except DaemonError as e:  # docker pull exits 1 on the daemon's errors (run and create keep 125)
+        raise CliError(str(e), 1) from None
     if p["quiet"]:
         from dockyard.cli.commands.run import split_image
 
@@ -73,9 +88,14 @@ def cmd_push(client: Client, argv: list[str]) -> int:
     if len(p.positionals) != 1:
         raise UsageError('"push" requires exactly 1 argument.')
     from dockyard.cli.commands.run import split_image
+    from dockyard.cli.config import registry_auth_header
 
     name, tag = split_image(p.positionals[0])
-    resp = client.raw("POST", f"/images/{q(name)}/push?tag={q(tag)}", headers={"X-Registry-Auth": "e30="})
+    try:
+        resp = client.raw("POST", f"/images/{q(name)}/push?tag={q(tag)}",
+                          headers={"X-Registry-Auth": registry_auth_header(name)})
+    except DaemonError as e:  # like docker push: exit status 1
+        raise CliError(str(e), 1) from None
     _messages(resp, sys.stdout, bool(p["quiet"]), f"Pushing {name}:{tag}")
     return 0
 
