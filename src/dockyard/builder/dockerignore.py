@@ -1,10 +1,15 @@
-""".dockerignore: which files of a context are not sent, with Docker's pattern rules.
+""".dockerignore: which paths of a build context are left out, with Docker's rules.
 
-Patterns use Go's filepath.Match syntax (`*`, `?`, `[...]`, `\\` escapes; none crosses a `/`)
-plus `**`, which matches any number of directories. A pattern matches a path, or any parent
-directory of it (so `build` excludes everything below build/). Lines starting with `!` are
-exceptions that bring matches back; the last matching line wins. Paths and patterns are
-relative to the context root; a leading `/` is ignored.
+The rules are those of moby/patternmatcher and its ``ignorefile`` reader:
+
+- a pattern is a Go ``filepath.Match`` pattern (``*`` and ``?`` never cross a ``/``, ``[...]``
+  classes, ``\\`` escapes) plus ``**``, which matches any number of directories (also none);
+- a pattern matches a path when it matches the path itself or one of its parent directories,
+  so ``build`` leaves out everything below ``build/``;
+- ``!pattern`` is an exception: it brings back what an earlier pattern left out; for every
+  path the last pattern that matches decides;
+- patterns are cleaned like Go's ``filepath.Clean`` and a leading ``/`` is dropped, so
+  ``/a/./b/`` and ``a/b`` are the same pattern.
 """
 
 from __future__ import annotations
@@ -12,130 +17,269 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from dockyard.errors import InvalidArgument
+
+_REGEX_ESCAPE = frozenset(".+()|{}$")
+
+
+def go_clean(path: str) -> str:
+    """Go's filepath.Clean on a '/'-separated path ("" becomes ".", "//a" becomes "/a")."""
+    cleaned = posixpath.normpath(path) if path else "."
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
 
 
 def read_patterns(text: str) -> list[str]:
-    out = []
-    for line in text.splitlines():
+    """The patterns of a .dockerignore file: comments and blank lines dropped, paths cleaned."""
+    patterns = []
+    for line in text.removeprefix("\ufeff").splitlines():
         if line.startswith("#"):
             continue
-        line = line.strip()
-        if not line:
+        pattern = line.strip()
+        if not pattern:
             continue
-        negate = line.startswith("!")
-        if negate:
-            line = line[1:].strip()
-        if not line:
-            continue
-        cleaned = posixpath.normpath(line.replace("\\", "/") if os.sep == "\\" else line)
-        cleaned = cleaned.lstrip("/") or "."
-        out.append(("!" if negate else "") + cleaned)
-    return out
+        exception = pattern.startswith("!")
+        if exception:
+            pattern = pattern[1:].strip()
+        if pattern:
+            pattern = go_clean(pattern)
+            if len(pattern) > 1 and pattern.startswith("/"):
+                pattern = pattern[1:]
+        patterns.append("!" + pattern if exception else pattern)
+    return patterns
 
 
-def _component_regex(part: str) -> str:
-    """One path component of a Go filepath.Match pattern as a regex (no `/` crossing)."""
-    out = []
-    i = 0
-    while i < len(part):
-        ch = part[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
+# -- one pattern ------------------------------------------------------------------------------------
+
+def _check_syntax(pattern: str) -> None:
+    """Reject what Go's filepath.Match rejects: a trailing '\\', a bad or unclosed '[...]'."""
+    pos = 0
+    while pos < len(pattern):
+        ch = pattern[pos]
+        if ch == "\\":
+            if pos + 1 == len(pattern):
+                raise _bad_pattern(pattern)
+            pos += 2
         elif ch == "[":
-            end = part.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = part[i + 1:end]
-                if body.startswith("^") or body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
-                i = end
-        elif ch == "\\" and i + 1 < len(part):
-            i += 1
-            out.append(re.escape(part[i]))
+            pos = _check_class(pattern, pos + 1)
         else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)
+            pos += 1
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = pattern.split("/")
-    pieces: list[str] = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            pieces.append(".*" if last else "(?:.*/)?")
-            continue
-        pieces.append(_component_regex(part) + ("" if last else "/"))
-    return re.compile("^" + "".join(pieces) + "$", re.S)
+def _check_class(pattern: str, pos: int) -> int:
+    """Check a class body starting after '['; the position after its ']'."""
+    if pos < len(pattern) and pattern[pos] == "^":
+        pos += 1
+    ranges = 0
+    while True:
+        if pos >= len(pattern):
+            raise _bad_pattern(pattern)
+        if pattern[pos] == "]" and ranges > 0:
+            return pos + 1
+        pos = _class_char(pattern, pos)
+        if pos < len(pattern) and pattern[pos] == "-":
+            pos = _class_char(pattern, pos + 1)
+        ranges += 1
 
 
-@dataclass(frozen=True)
-class _Rule:
-    regex: re.Pattern[str]
-    exclusion: bool    # True for `!pattern`
+def _class_char(pattern: str, pos: int) -> int:
+    if pos >= len(pattern) or pattern[pos] in "-]":
+        raise _bad_pattern(pattern)
+    if pattern[pos] == "\\":
+        pos += 1
+        if pos >= len(pattern):
+            raise _bad_pattern(pattern)
+    return pos + 1
+
+
+def _bad_pattern(pattern: str) -> InvalidArgument:
+    return InvalidArgument(f"syntax error in pattern: {pattern!r}")
+
+
+@dataclass
+class _Pattern:
+    """A compiled pattern; `kind` is how it matches: exact, prefix, suffix or regex."""
+
     text: str
+    exception: bool
+    kind: str = "exact"
+    regex: re.Pattern[str] | None = None
+    dirs: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.dirs = self.text.split("/")
+        self._compile()
+
+    def _compile(self) -> None:
+        out: list[str] = []
+        kind = "exact"
+        in_class = False
+        text = self.text
+        pos = 0
+        step = 0
+        while pos < len(text):
+            ch = text[pos]
+            pos += 1
+            if ch == "*" and not in_class:
+                if pos < len(text) and text[pos] == "*":
+                    pos += 1
+                    if pos < len(text) and text[pos] == "/":
+                        pos += 1
+                    if pos == len(text):
+                        if kind == "exact":
+                            kind = "prefix"
+                        else:
+                            out.append(".*")
+                            kind = "regex"
+                    else:
+                        out.append("(.*/)?")
+                        kind = "regex"
+                    if step == 0:
+                        kind = "suffix"
+                else:
+                    out.append("[^/]*")
+                    kind = "regex"
+            elif ch == "?" and not in_class:
+                out.append("[^/]")
+                kind = "regex"
+            elif ch == "\\":
+                if pos < len(text):
+                    out.append(re.escape(text[pos]))
+                    pos += 1
+                    kind = "regex"
+                else:
+                    out.append(re.escape(ch))
+            elif ch == "[" and not in_class:
+                in_class = True
+                out.append("[")
+                kind = "regex"
+            elif ch == "]" and in_class:
+                in_class = False
+                out.append("]")
+            elif ch in _REGEX_ESCAPE or (in_class and ch in "[&~"):
+                out.append("\\" + ch)
+            elif ch == "]":
+                out.append("\\]")
+                kind = "regex"
+            else:
+                out.append(ch if in_class else re.escape(ch))
+            step += 1
+        self.kind = kind
+        if kind == "regex":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.regex = re.compile("^" + "".join(out) + "$", re.DOTALL)
+
+    def match(self, path: str) -> bool:
+        if self.kind == "exact":
+            return path == self.text
+        if self.kind == "prefix":
+            return path.startswith(self.text[:-2])
+        if self.kind == "suffix":
+            suffix = self.text[2:]
+            return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
+        assert self.regex is not None
+        return self.regex.match(path) is not None
+
+    def match_or_parent(self, path: str) -> bool:
+        if self.match(path):
+            return True
+        parts = path.split("/")
+        return any(self.match("/".join(parts[:i])) for i in range(1, len(parts)))
+
+
+def _component_matches(pattern: str, name: str) -> bool:
+    """Whether one pattern component could match one path component."""
+    return _Pattern(pattern, False).match(name)
+
+
+# -- the matcher ---------------------------------------------------------------------------------------
 
 class IgnoreMatcher:
-    def __init__(self, patterns: list[str]) -> None:
-        self.rules = [_Rule(_pattern_regex(p[1:] if p.startswith("!") else p), p.startswith("!"),
-                            p[1:] if p.startswith("!") else p) for p in patterns]
-        self.has_exceptions = any(r.exclusion for r in self.rules)
+    """Decides which context paths a .dockerignore leaves out."""
 
-    @staticmethod
-    def _candidates(path: str) -> list[str]:
-        parts = path.split("/")
-        return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: list[_Pattern] = []
+        for raw in patterns:
+            text = raw.strip()
+            if not text:
+                continue
+            exception = text.startswith("!")
+            if exception:
+                if text == "!":
+                    raise InvalidArgument('illegal exclusion pattern: "!"')
+                text = text[1:].strip()
+            text = go_clean(text)
+            if len(text) > 1 and text.startswith("/"):
+                text = text[1:]
+            _check_syntax(text)
+            self.patterns.append(_Pattern(text, exception))
+        self.has_exceptions = any(p.exception for p in self.patterns)
 
     def matches(self, path: str) -> bool:
-        """Whether `path` (relative, `/`-separated) is excluded."""
-        path = posixpath.normpath(path).lstrip("/")
-        candidates = self._candidates(path)
+        """Whether `path` (relative to the context, '/'-separated) is left out."""
+        path = go_clean(path).lstrip("/") or "."
+        if path == ".":
+            return False  # the context root itself is never left out
         excluded = False
-        for rule in self.rules:
-            if any(rule.regex.match(c) for c in candidates):
-                excluded = not rule.exclusion
+        for pattern in self.patterns:
+            # an exclusion only matters once something matched, an inclusion only before
+            if pattern.exception != excluded:
+                continue
+            if pattern.match_or_parent(path):
+                excluded = not pattern.exception
         return excluded
 
     def may_include_under(self, directory: str) -> bool:
-        """False when `directory` is excluded and no exception could bring back anything below it."""
+        """False when `directory` is left out and no exception could bring back anything
+        below it, so a walker can skip the whole directory."""
         if not self.matches(directory):
             return True
-        directory = posixpath.normpath(directory).lstrip("/")
-        for rule in self.rules:
-            if not rule.exclusion:
-                continue
-            text = rule.text
-            if "**" in text or text.startswith(directory + "/") or text == directory:
+        parts = go_clean(directory).strip("/").split("/")
+        return any(self._could_reach(p, parts) for p in self.patterns if p.exception)
+
+    @staticmethod
+    def _could_reach(pattern: _Pattern, parts: list[str]) -> bool:
+        """Whether an exception pattern might match a path below the directory `parts`."""
+        for index, name in enumerate(parts):
+            if index >= len(pattern.dirs):
+                return True  # it matches the directory or a parent: be safe and look inside
+            component = pattern.dirs[index]
+            if "**" in component:
                 return True
-            # a wildcard in the directory part may cover it: compare component by component
-            dparts, pparts = directory.split("/"), text.split("/")
-            if len(pparts) > len(dparts) and all(
-                    re.fullmatch(_component_regex(p), d) for p, d in zip(pparts, dparts)):
-                return True
-        return False
+            if not _component_matches(component, name):
+                return False
+        return True
 
 
 def walk_context(root: str, matcher: IgnoreMatcher) -> Iterator[str]:
-    """The context's paths that are sent: directories before their contents, sorted; symlinks
-    are listed, never followed."""
-    def walk(rel: str) -> Iterator[str]:
-        full = os.path.join(root, rel) if rel else root
-        for name in sorted(os.listdir(full)):
-            child = f"{rel}/{name}" if rel else name
-            path = os.path.join(root, child)
-            is_dir = os.path.isdir(path) and not os.path.islink(path)
-            if not matcher.matches(child):
-                yield child
-            elif not is_dir or not matcher.may_include_under(child):
-                continue
+    """The paths of the context that are sent, relative and '/'-separated, sorted by name with
+    each directory before its contents. Symlinks are listed, never followed. A left-out
+    directory is still listed (just before) when an exception brings back something inside it,
+    as Docker sends the parents of every file it sends."""
+    yield from _walk(root, "", matcher, [])
+
+
+def _walk(root: str, rel: str, matcher: IgnoreMatcher, pending: list[str]) -> Iterator[str]:
+    directory = os.path.join(root, rel) if rel else root
+    with os.scandir(directory) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if not matcher.matches(child):
+            yield from pending
+            pending.clear()
+            yield child
             if is_dir:
-                yield from walk(child)
-    yield from walk("")
+                yield from _walk(root, child, matcher, pending)
+        elif is_dir and matcher.may_include_under(child):
+            pending.append(child)
+            yield from _walk(root, child, matcher, pending)
+            if pending and pending[-1] == child:
+                pending.pop()

@@ -35,23 +35,24 @@ class ShellError(InvalidArgument):
 
 @dataclass
 class _Words:
-    """Collects the words of ``process_words``: spaces split, quoted text does not."""
+    """Collects the words of ``process_words``: spaces split, quoted text does not. A word
+    that stays empty (``""``, an empty variable) is dropped, as Docker does."""
 
-    buf: list[str] = field(default_factory=list)
+    buf: str = ""
     words: list[str] = field(default_factory=list)
     in_word: bool = False
 
     def add_char(self, ch: str) -> None:
         if ch.isspace():
             if self.in_word and self.buf:
-                self.words.append("".join(self.buf))
-                self.buf.clear()
+                self.words.append(self.buf)
+                self.buf = ""
                 self.in_word = False
             return
         self.add_raw(ch)
 
     def add_raw(self, text: str) -> None:
-        self.buf.append(text)
+        self.buf += text
         self.in_word = True
 
     def add_expanded(self, text: str) -> None:
@@ -60,8 +61,8 @@ class _Words:
 
     def finish(self) -> list[str]:
         if self.buf:
-            self.words.append("".join(self.buf))
-            self.buf.clear()
+            self.words.append(self.buf)
+            self.buf = ""
             self.in_word = False
         return self.words
 
@@ -69,8 +70,10 @@ class _Words:
 class _Scan:
     """One pass over one word: a cursor, the environment, the names looked up."""
 
-    def __init__(self, lexer: Lexer, text: str, env: Mapping[str, str], collect: bool) -> None:
+    def __init__(self, lexer: Lexer, text: str, env: Mapping[str, str], collect: bool,
+                 quotes: bool = True) -> None:
         self.lexer = lexer
+        self.quotes = quotes
         self.text = text
         self.pos = 0
         self.env = env
@@ -141,12 +144,14 @@ class _Scan:
 
     def _handlers(self) -> dict[str, Callable[[], str]]:
         handlers: dict[str, Callable[[], str]] = {"$": self.dollar, "<": self.possible_heredoc}
-        handlers["'"] = self.single_quote
-        handlers['"'] = self.double_quote
+        if self.quotes:
+            handlers["'"] = self.single_quote
+            handlers['"'] = self.double_quote
         return handlers
 
     def single_quote(self) -> str:
-        out = [self.next()] if self.lexer.raw_quotes else []
+        opening = self.next()
+        out = [opening] if self.lexer.raw_quotes else []
         while True:
             ch = self.next()
             if not ch:
@@ -158,7 +163,8 @@ class _Scan:
             out.append(ch)
 
     def double_quote(self) -> str:
-        out = [self.next()] if self.lexer.raw_quotes else []
+        opening = self.next()
+        out = [opening] if self.lexer.raw_quotes else []
         while True:
             ch = self.peek()
             if not ch:
@@ -224,6 +230,8 @@ class _Scan:
             raise ShellError("syntax error: bad substitution")
         name = self.name()
         op = self.next()
+        if not op:
+            raise ShellError("syntax error: missing '}'")
         if op == "}":
             value, found = self.lookup(name)
             if not found and self.lexer.skip_unset:
@@ -316,6 +324,10 @@ class Lexer:
     def process_words(self, text: str, env: Mapping[str, str]) -> list[str]:
         """Split on unquoted whitespace (also inside expanded values), then expand."""
         return self._run(text, env, collect=False)[1]
+
+    def process_heredoc(self, content: str, env: Mapping[str, str]) -> str:
+        """A heredoc body (``<<EOF``, not quoted): variables expanded, quotes left alone."""
+        return self._process(_Scan(self, content, env, collect=False, quotes=False), content)[0]
 
     def used_variables(self, word: str) -> set[str]:
         """Every variable name the word refers to, set or not (``${X:?}`` does not fail here)."""

@@ -498,7 +498,7 @@ class _Build:
         self.service.cache.put(key, state.image_id)
 
     def _heredoc_text(self, doc: df.Heredoc, scope: dict[str, str]) -> str:
-        return self.lexer.process_word(doc.content, scope) if doc.expand else doc.content
+        return self.lexer.process_heredoc(doc.content, scope) if doc.expand else doc.content
 
     async def _source_root(self, ref: str, before: int) -> tuple[BuildContext, str, str]:
         """COPY --from: an earlier stage's or an image's filesystem, mounted read-only."""

@@ -1,0 +1,1 @@
+"""The Dockerfile builder: parsing, word expansion, .dockerignore, the build context and cache."""
