@@ -115,3 +115,27 @@ def test_stats_table_and_format(daemon: Dockyardd, names: Names) -> None:
     assert header.split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and name in row and "64MiB" in row, r.stdout
     r = dockyard(daemon, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", name)
     assert r.stdout == f"{name} 1\n", r
+
+
+def test_build_with_dockerignore_and_iidfile(daemon: Dockyardd, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "app").mkdir(parents=True)
+    (ctx / "app" / "main.txt").write_text("main\n")
+    (ctx / "app" / "debug.log").write_text("secret\n")
+    (ctx / ".dockerignore").write_text("**/*.log\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY app /app\nCMD [\"ls\", \"/app\"]\n")
+    iid = tmp_path / "iid"
+    tag = f"dy-cli-build-{os.getpid()}"
+    r = dockyard(daemon, "build", "-t", tag, "--iidfile", str(iid), str(ctx), timeout=120)
+    try:
+        assert r.returncode == 0 and "Successfully tagged" in r.stdout, r
+        assert iid.read_text().startswith("sha256:")
+        r = dockyard(daemon, "run", "--rm", tag)
+        assert r.returncode == 0 and r.stdout == "main.txt\n", r
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 4\n")
+        r = dockyard(daemon, "build", str(ctx), timeout=120)
+        assert r.returncode == 4 and "returned a non-zero code: 4" in r.stderr, r
+        q = dockyard(daemon, "build", "-q", "-f", "-", str(ctx), input="FROM busybox\nENV X=1\n", timeout=120)
+        assert q.returncode == 0 and q.stdout.startswith("sha256:"), q
+    finally:
+        dockyard(daemon, "rmi", "-f", tag)
