@@ -109,13 +109,95 @@ class BuildService:
 
 
 def _extract_context(source: BinaryIO, target: str) -> None:
-    fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    """The context tar into our private directory `target`.
+
+    Only directories made here are ever used as parents, through their descriptors, so no
+    entry can go through a symlink (or `..`) out of `target`; device nodes are skipped and
+    owners are not kept (COPY sets them)."""
+    import stat as _stat
+    import tarfile
+
+    root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dirs: dict[str, int] = {"": root}
+    times: list[tuple[int, str, int]] = []
     try:
-        fscopy.write_archive(fd, "/", source, fscopy.ExtractOptions(copy_uid_gid=False))
-    except InvalidArgument as e:
-        raise InvalidArgument(f"the build context is not a valid archive: {e}") from None
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|*")  # noqa: SIM115
+        except tarfile.TarError as e:
+            raise InvalidArgument(f"the build context is not a valid tar: {e}") from None
+        with tar:
+            for member in tar:
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if not parts:
+                    continue
+                if ".." in parts:
+                    raise InvalidArgument(f"the build context has an entry that climbs out: {member.name!r}")
+                parent = dirs.get("/".join(parts[:-1]))
+                if parent is None:
+                    parent = _make_parents(dirs, parts[:-1])
+                name = parts[-1]
+                rel = "/".join(parts)
+                if rel in dirs:
+                    continue
+                if member.isdir():
+                    try:
+                        os.mkdir(name, 0o700, dir_fd=parent)
+                    except FileExistsError:
+                        os.unlink(name, dir_fd=parent)
+                        os.mkdir(name, 0o700, dir_fd=parent)
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                    dirs[rel] = fd
+                    os.chmod(fd, member.mode & 0o7777)
+                    times.append((parent, name, member.mtime))
+                    continue
+                try:
+                    os.unlink(name, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                if member.isreg():
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 member.mode & 0o7777, dir_fd=parent)
+                    with os.fdopen(fd, "wb") as out:
+                        data = tar.extractfile(member)
+                        if data is not None:
+                            shutil.copyfileobj(data, out, 1 << 20)
+                        os.fchmod(out.fileno(), member.mode & 0o7777)
+                        os.utime(out.fileno(), (member.mtime, member.mtime))
+                elif member.issym():
+                    os.symlink(member.linkname, name, dir_fd=parent)
+                elif member.islnk():
+                    link_parts = [p for p in member.linkname.split("/") if p not in ("", ".")]
+                    link_parent = dirs.get("/".join(link_parts[:-1]))
+                    if ".." in link_parts or link_parent is None or not link_parts:
+                        raise InvalidArgument(f"the build context has a bad hard link: {member.name!r}")
+                    target_stat = os.stat(link_parts[-1], dir_fd=link_parent, follow_symlinks=False)
+                    if not _stat.S_ISREG(target_stat.st_mode):
+                        raise InvalidArgument(f"the build context has a bad hard link: {member.name!r}")
+                    os.link(link_parts[-1], name, src_dir_fd=link_parent, dst_dir_fd=parent, follow_symlinks=False)
+                # fifos, devices: not part of a context
+        for parent, name, mtime in reversed(times):
+            os.utime(name, (mtime, mtime), dir_fd=parent, follow_symlinks=False)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"the build context is not a valid tar: {e}") from None
     finally:
-        os.close(fd)
+        for fd in dirs.values():
+            os.close(fd)
+
+
+def _make_parents(dirs: dict[str, int], parts: list[str]) -> int:
+    """Directories a tar left out (it named only files under them), made 0755."""
+    current = ""
+    fd = dirs[""]
+    for part in parts:
+        rel = f"{current}/{part}" if current else part
+        if rel not in dirs:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass  # a file or symlink of that name: the open below refuses it
+            dirs[rel] = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        fd, current = dirs[rel], rel
+    return fd
 
 
 class _Build:

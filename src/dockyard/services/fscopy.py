@@ -275,10 +275,10 @@ def write_archive(root: int, path: str, source: BinaryIO, options: ExtractOption
                 if count > options.max_entries:
                     raise InvalidArgument(f"the archive has more than {options.max_entries} entries")
                 target = _clean(posixpath.join(dest, member.name.lstrip("/")))
-                if target == "/" or not (target == dest or target.startswith(dest.rstrip("/") + "/")):
-                    raise InvalidArgument(f"archive entry {member.name!r} climbs out of {path}")
                 if target == dest:
-                    continue
+                    continue  # "." or "./": the extraction point itself
+                if target == "/" or not target.startswith(dest.rstrip("/") + "/"):
+                    raise InvalidArgument(f"archive entry {member.name!r} climbs out of {path}")
                 if options.create_parents:
                     make_dirs(root, posixpath.dirname(target))
                 _extract(root, tar, member, target, options)
