@@ -98,6 +98,9 @@ def launch(daemon_dir: Path, extra_args: list[str] | None = None, timeout: float
             "--log-level", "debug", *(extra_args or [])]
     if netns:
         argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
+    elif not any(a in ("-b", "--bridge") or a.startswith("--bridge=") for a in (extra_args or [])):
+        # in the machine's own namespace a test daemon makes no bridge (loopback-only rule)
+        argv += ["--bridge", "none"]
     log = open(daemon_dir / "dockyardd.log", "ab")
     try:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

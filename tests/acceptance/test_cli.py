@@ -64,7 +64,8 @@ def test_autostart(tmp_path: Path) -> None:
     root = tmp_path / "auto"
     root.mkdir()
     env = {"DOCKYARD_HOST": f"unix://{root}/sock", "DOCKYARD_AUTOSTART": "1",
-           "DOCKYARD_DATA_ROOT": str(root / "data"), "DOCKYARD_EXEC_ROOT": str(root / "exec")}
+           "DOCKYARD_DATA_ROOT": str(root / "data"), "DOCKYARD_EXEC_ROOT": str(root / "exec"),
+           "DOCKYARD_BRIDGE": "none"}
     try:
         r = dockyard(None, "run", "--rm", "busybox", "echo", "hello", env=env)
         assert r.returncode == 0 and r.stdout == "hello\n", r

@@ -207,7 +207,8 @@ def daemon_argv() -> list[str]:
 
 def start_daemon(sock: str, host: str) -> None:
     argv = [*daemon_argv(), "-H", host]
-    for env, flag in (("DOCKYARD_DATA_ROOT", "--data-root"), ("DOCKYARD_EXEC_ROOT", "--exec-root")):
+    for env, flag in (("DOCKYARD_DATA_ROOT", "--data-root"), ("DOCKYARD_EXEC_ROOT", "--exec-root"),
+                      ("DOCKYARD_BRIDGE", "--bridge")):
         if os.environ.get(env):
             argv += [flag, os.environ[env]]
     sock_dir = Path(sock).parent

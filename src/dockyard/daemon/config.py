@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
 DEFAULT_RUNTIME = "dockyard-runtime"
+DEFAULT_BRIDGE = "dyd0"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
@@ -32,6 +34,7 @@ class DaemonConfig:
     log_opts: dict[str, str] = field(default_factory=dict)  # daemon.json "log-opts" for json-file
     insecure_registries: list[str] = field(default_factory=list)  # plain HTTP allowed (loopback always is)
     registry_mirrors: list[str] = field(default_factory=list)     # where Docker Hub names are pulled from
+    bridge: str = DEFAULT_BRIDGE  # the default bridge network's Linux bridge; "none": no default bridge
 
     @property
     def socket_paths(self) -> list[str]:
@@ -94,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a registry that may be reached over plain HTTP (loopback ones always may)")
     p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
                    help="a registry to pull Docker Hub images from")
+    p.add_argument("-b", "--bridge", help=f"the default bridge network's Linux bridge (default {DEFAULT_BRIDGE}); "
+                   "none: containers on the default network get only a loopback interface")
     p.add_argument("--config-file", help="daemon configuration file (JSON, dockerd's daemon.json keys)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
@@ -167,6 +172,9 @@ def load(args: argparse.Namespace) -> DaemonConfig:
     if not isinstance(mirrors, list):
         raise InvalidArgument("config file: registry-mirrors must be a list")
     cfg.registry_mirrors = [str(x) for x in mirrors] + list(args.registry_mirror or [])
+    cfg.bridge = str(args.bridge or file.get("bridge") or DEFAULT_BRIDGE)
+    if cfg.bridge != "none" and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", cfg.bridge):
+        raise InvalidArgument(f"invalid bridge name {cfg.bridge!r}")
     for host in cfg.hosts:
         unix_path(host)
     return cfg

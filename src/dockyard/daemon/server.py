@@ -67,10 +67,17 @@ class Daemon:
             log.warning("the builder is unavailable: %s", e)
         else:
             self.backend.builder = await asyncio.to_thread(BuildService, self.config.data_root, images, containers)
+        from dockyard.services.netkernel import Kernel
+        from dockyard.services.networks import NetworkService
+
+        networks = await asyncio.to_thread(NetworkService, self.config.data_root, containers, events, Kernel(),
+                                           self.config.bridge)
+        containers.networks = self.backend.networks = networks
         try:
             await containers.restore()
         except ImportError as e:
             log.warning("containers are unavailable: the supervisor is missing (%s)", e)
+        await networks.restore()
 
     async def _listen(self, path: str) -> None:
         assert self.runner is not None
@@ -124,6 +131,8 @@ class Daemon:
             await self.runner.cleanup()
         if self.health is not None:
             await self.health.close()
+        if self.backend.networks is not None:
+            await self.backend.networks.close()
         if self.backend.containers is not None:
             await self.backend.containers.close()
         if self.backend.images is not None:

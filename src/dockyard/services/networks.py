@@ -144,7 +144,8 @@ Lookup = Callable[[str], list[str]]
 class NetworkService:
     """Networks, and the network side of containers' lives (see the module docstring)."""
 
-    def __init__(self, data_root: str, containers: Any, events: Any, kernel: Any) -> None:
+    def __init__(self, data_root: str, containers: Any, events: Any, kernel: Any,
+                 default_bridge: str = DEFAULT_BRIDGE) -> None:
         self.store = NetworkStore(os.path.join(data_root, "networks"))
         self.containers = containers
         self.events = events
@@ -153,6 +154,7 @@ class NetworkService:
         self._lock = asyncio.Lock()
         self._resolvers: dict[str, Any] = {}      # container id -> its DNS resolver
         self._published: dict[str, list[_Published]] = {}
+        self.default_bridge = default_bridge      # "none": the default network gives only a loopback
         self._ensure_builtin()
 
     # --- records ------------------------------------------------------------------------
@@ -160,15 +162,17 @@ class NetworkService:
     def _ensure_builtin(self) -> None:
         names = {n.name for n in self.networks.values()}
         for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
+            if name == "bridge" and self.default_bridge == "none":
+                continue
             if name in names:
                 continue
             net = Network(secrets.token_hex(32), name, driver, now_rfc3339(),
                           options={"com.docker.network.bridge.default_bridge": "true",
-                                   "com.docker.network.bridge.name": DEFAULT_BRIDGE} if name == "bridge" else {})
+                                   "com.docker.network.bridge.name": self.default_bridge} if name == "bridge" else {})
             if name == "bridge":
                 net.subnet, net.gateway = self.kernel.default_subnet([n.subnet for n in self.networks.values()
                                                                        if n.subnet])
-                net.bridge = DEFAULT_BRIDGE
+                net.bridge = self.default_bridge
             self.networks[net.id] = net
             self.store.save(net)
 
@@ -271,7 +275,15 @@ class NetworkService:
                 raise InvalidArgument("conflicting options: container type network can't be used with other networks")
             return
         primary = "bridge" if mode == "default" else mode
+        if primary == "bridge" and self.default_bridge == "none":
+            others = [k for k, v in endpoints.items()
+                      if k not in ("default", "bridge") or (v or {}).get("IPAMConfig") or (v or {}).get("Aliases")]
+            if others:
+                raise InvalidArgument("the default bridge network is disabled (dockyardd --bridge none)")
+            return  # a private namespace with only a loopback interface
         net = self.get(primary)
+        if "default" in endpoints:  # the CLI names the default network "default"
+            endpoints.setdefault(net.name, endpoints.pop("default"))
         if net.driver in ("host", "null") and any(self.get(n).id != net.id for n in endpoints):
             raise InvalidArgument(f"container cannot be disconnected from host network or connected to {net.name} "
                                   "and another network at the same time")
@@ -435,7 +447,10 @@ class NetworkService:
         def lookup(name: str) -> list[str]:
             return self.resolve_name(c, name)
 
-        self._resolvers[c.id] = await self.kernel.start_resolver(netns, lookup)
+        def reverse(address: str) -> list[str]:
+            return self.reverse_name(c, address)
+
+        self._resolvers[c.id] = await self.kernel.start_resolver(netns, lookup, reverse)
 
     def resolve_name(self, asking: Any, name: str) -> list[str]:
         """The addresses `name` has on the user-defined networks `asking` is attached to."""
@@ -454,6 +469,18 @@ class NetworkService:
                 if name in names and ep["IPAddress"] not in found:
                     found.append(ep["IPAddress"])
         return found
+
+    def reverse_name(self, asking: Any, address: str) -> list[str]:
+        """PTR: "name.network" for a container address on a network `asking` shares."""
+        for net_name, mine in asking.networks.items():
+            net = self.networks.get(mine.get("NetworkID", ""))
+            if net is None or not net.user_defined:
+                continue
+            for other in self.containers.list():
+                ep = other.networks.get(net_name)
+                if ep and ep.get("IPAddress") == address and other.state.running:
+                    return [f"{other.name}.{net_name}"]
+        return []
 
     # --- connect, disconnect, restore -----------------------------------------------------
 

@@ -101,7 +101,7 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_app(services: Backend) -> web.Application:
-    from dockyard.daemon.api.docker import build, containerfs, containers, exec as exec_routes, images, system
+    from dockyard.daemon.api.docker import build, containerfs, containers, exec as exec_routes, images, networks, system
 
     app = web.Application(middlewares=[api_middleware], client_max_size=0)
     app[BACKEND] = services
@@ -113,4 +113,5 @@ def build_app(services: Backend) -> web.Application:
     containerfs.register(router)
     exec_routes.register(router)
     build.register(router)
+    networks.register(router)
     return app
