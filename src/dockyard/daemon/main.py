@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg.log_level, cfg.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # it logs every netlink message at debug
+    import faulthandler
+    import signal as _signal
+
+    faulthandler.register(_signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to the log
     from dockyard.daemon.server import Daemon
 
     daemon = Daemon(cfg, reload=lambda: config_mod.load(args))

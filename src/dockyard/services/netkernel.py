@@ -126,7 +126,7 @@ class Kernel:
     # --- links ---------------------------------------------------------------------------
 
     async def ensure_bridge(self, net: Any) -> None:
-        from dockyard.network import netlink
+        from dockyard.network import links as netlink
 
         if net.bridge in self._bridges:
             return
@@ -135,7 +135,7 @@ class Kernel:
         self._bridges.add(net.bridge)
 
     async def remove_bridge(self, net: Any) -> None:
-        from dockyard.network import netlink
+        from dockyard.network import links as netlink
 
         self._bridges.discard(net.bridge)
         self._allocated.pop(net.id, None)
@@ -144,19 +144,19 @@ class Kernel:
 
     async def attach(self, net: Any, netns: str, host_if: str, ifname: str, ip: str, prefix: int, mac: str,
                      default_route: bool) -> None:
-        from dockyard.network import netlink
+        from dockyard.network import links as netlink
 
         await asyncio.to_thread(netlink.create_veth_into, host_if, f"{host_if}p", netns, net.bridge,
                                 container_ifname=ifname, address_cidr=f"{ip}/{prefix}",
                                 gateway=net.gateway if default_route else None, mac=mac)
 
     async def delete_link(self, name: str) -> None:
-        from dockyard.network import netlink
+        from dockyard.network import links as netlink
 
         await asyncio.to_thread(netlink.delete_link, name)
 
     async def remove_interface(self, netns: str, ifname: str) -> None:
-        from dockyard.network import netlink
+        from dockyard.network import links as netlink
 
         await asyncio.to_thread(netlink.remove_interface_in, netns, ifname)
 
@@ -166,7 +166,7 @@ class Kernel:
         if not networks and not ports and not self._firewall_used:
             return  # nothing was ever set up: leave nftables alone (no bridge networks here)
         self._firewall_used = True
-        from dockyard.network import firewall
+        from dockyard.network import nftables as firewall
 
         bridges = [firewall.BridgeRule(n.bridge, n.subnet, n.internal) for n in networks
                    if n.bridge and n.bridge in self._bridges]

@@ -220,8 +220,10 @@ class NetworkService:
                 raise InvalidArgument("only one IPAM config (one IPv4 subnet) per network is supported")
             conf = (ipam_config or [{}])[0]
             used = [n.subnet for n in self.networks.values() if n.subnet]
-            subnet, gateway, ip_range = self.kernel.plan_subnet(conf.get("Subnet") or "", conf.get("Gateway") or "",
-                                                                conf.get("IPRange") or "", used)
+            # in a thread: pyroute2 runs an event loop of its own
+            subnet, gateway, ip_range = await asyncio.to_thread(
+                self.kernel.plan_subnet, conf.get("Subnet") or "", conf.get("Gateway") or "", conf.get("IPRange") or "",
+                used)
             net = Network(secrets.token_hex(32), name, "bridge", now_rfc3339(), subnet, gateway, ip_range, internal,
                           attachable, dict(labels or {}), dict(options or {}))
             net.bridge = (options or {}).get("com.docker.network.bridge.name") or f"dy-{net.id[:12]}"
@@ -386,9 +388,9 @@ class NetworkService:
         """NetworkSettings.Ports: every exposed or published port and its host side."""
         out: dict[str, list[dict[str, str]] | None] = {k: None for k in (c.config.get("ExposedPorts") or {})}
         for pub in self._published.get(c.id, []):
-            out.setdefault(f"{pub.container_port}/{pub.proto}", [])
-            bindings = out[f"{pub.container_port}/{pub.proto}"]
-            assert bindings is not None
+            key = f"{pub.container_port}/{pub.proto}"
+            bindings = out.get(key) or []
+            out[key] = bindings
             bindings.append({"HostIp": pub.host_ip or "0.0.0.0", "HostPort": str(pub.host_port)})
         return out
 

@@ -1,0 +1,220 @@
+"""Networking through the real docker CLI, with dockyardd inside a network namespace of the test's.
+
+Nothing leaves that namespace: the daemon, its bridges, nftables table and containers live in
+it, and the checks that talk to published ports run in it too (nsenter --net).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_dockyardd_api import needs_containers
+from docker_engine import DockerResult, EngineError
+from dockyardd import Dockyardd, start_dockyardd, stop_dockyardd
+
+pytestmark = [pytest.mark.root, needs_containers]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def netd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dockyardd, str]]:
+    if shutil.which("docker") is None or shutil.which("nft") is None:
+        pytest.skip("the docker CLI and nft are needed")
+    ns = f"dyt-net-{os.getpid()}"
+    _ip("netns", "add", ns)
+    try:
+        _ip("-n", ns, "link", "set", "lo", "up")
+        try:
+            d = start_dockyardd(tmp_path_factory.mktemp("netd"), netns=ns)
+        except EngineError as e:
+            pytest.fail(str(e), pytrace=False)
+        try:
+            d.docker("pull", "busybox").check()
+            yield d, ns
+        finally:
+            for net in d.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+                d.docker("network", "rm", net)
+            problems = stop_dockyardd(d)
+            shutil.rmtree(d.dir, ignore_errors=True)
+            assert not problems, problems
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def docker(d: Dockyardd, *args: str, timeout: float = 60) -> DockerResult:
+    return d.docker(*args, timeout=timeout)
+
+
+def explain(d: Dockyardd, r: DockerResult) -> str:
+    return f"{r}\n--- dockyardd log (tail) ---\n{d.log_tail(40)}"
+
+
+def in_ns(ns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def probe(url: str) -> list[str]:
+    """wget bounded by timeout(1), not as PID 1 (which ignores SIGTERM), and not with wget -T
+    (busybox's crashes here): prints rc=N."""
+    return ["sh", "-c", f"timeout 3 wget -qO- {url}; echo rc=$?"]
+
+
+def unreachable(output: str) -> bool:
+    """wget failed to connect (1: refused or unreachable) or was stopped by timeout (143)."""
+    return output.strip().endswith(("rc=1", "rc=143", "rc=124"))
+
+
+SERVE = "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def test_names_aliases_and_isolation(netd: tuple[Dockyardd, str]) -> None:
+    d, _ = netd
+    tag = os.getpid()
+    app, other = f"app{tag}", f"other{tag}"
+    srv, cli, stranger = f"srv{tag}", f"cli{tag}", f"stranger{tag}"
+    try:
+        assert docker(d, "network", "create", app).ok
+        assert docker(d, "network", "create", other).ok
+        r = docker(d, "run", "-d", "--name", srv, "--hostname", "web1", "--network", app, "--network-alias", "web",
+                   "busybox", "sh", "-c", SERVE)
+        assert r.ok, explain(d, r)
+        for name in (srv, "web"):
+            r = docker(d, "run", "--rm", "--network", app, "busybox", "wget", "-qO-", f"http://{name}/index.html")
+            assert r.ok and r.stdout == "hello from web1\n", explain(d, r)
+        info = d.inspect(srv)
+        ip = info["NetworkSettings"]["Networks"][app]["IPAddress"]
+        assert ip and info["NetworkSettings"]["Networks"][app]["Aliases"] == ["web"]
+        # another network can neither resolve nor reach it
+        r = docker(d, "run", "--rm", "--network", other, "busybox", "nslookup", srv)
+        assert not r.ok or "can't resolve" in r.stdout + r.stderr
+        r = docker(d, "run", "--rm", "--network", other, "busybox", *probe(f"http://{ip}/"))
+        assert r.ok and unreachable(r.stdout), explain(d, r)
+        # connect joins a running container to a second network
+        assert docker(d, "run", "-d", "--name", cli, "--network", other, "busybox", "sleep", "60").ok
+        assert docker(d, "network", "connect", app, cli).ok
+        r = docker(d, "exec", cli, "wget", "-qO-", f"http://{srv}/index.html")
+        assert r.ok and r.stdout == "hello from web1\n", explain(d, r)
+        assert docker(d, "network", "disconnect", app, cli).ok
+        r = docker(d, "exec", cli, *probe(f"http://{ip}/index.html"))
+        assert r.ok and unreachable(r.stdout), explain(d, r)
+        net = json.loads(docker(d, "network", "inspect", app).stdout)[0]
+        assert list(net["Containers"]) == [info["Id"]] and net["IPAM"]["Config"][0]["Subnet"]
+        assert stranger  # unused name kept for symmetry of clean-up
+    finally:
+        docker(d, "rm", "-f", srv, cli)
+        docker(d, "network", "rm", app, other)
+
+
+def test_published_port_on_daemon_loopback(netd: tuple[Dockyardd, str]) -> None:
+    d, ns = netd
+    name = f"pub{os.getpid()}"
+    try:
+        r = docker(d, "run", "-d", "--name", name, "-p", "127.0.0.1:18080:80", "-p", "80", "busybox", "sh", "-c", SERVE)
+        assert r.ok, explain(d, r)
+        port = docker(d, "port", name, "80")
+        assert port.ok and "127.0.0.1:18080" in port.stdout, port
+        assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18080/index.html").stdout)
+        ports = d.inspect(name)["NetworkSettings"]["Ports"]["80/tcp"]
+        assert {p["HostIp"] for p in ports} == {"127.0.0.1", "0.0.0.0"}
+        ephemeral = next(p["HostPort"] for p in ports if p["HostIp"] == "0.0.0.0")
+        out = in_ns(ns, "wget", "-qO-", f"http://127.0.0.1:{ephemeral}/index.html")
+        assert "hello" in out.stdout, out
+    finally:
+        docker(d, "rm", "-f", name)
+    out = in_ns(ns, "timeout", "3", "wget", "-qO-", "http://127.0.0.1:18080/index.html")
+    assert out.returncode in (1, 4, 124), out  # the proxy went with the container: refused (GNU wget: 4)
+
+
+def test_none_host_and_container_modes(netd: tuple[Dockyardd, str]) -> None:
+    d, ns = netd
+    r = docker(d, "run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert r.ok and r.stdout.split() == ["lo"], explain(d, r)
+    r = docker(d, "run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
+    host_links = in_ns(ns, "ls", "/sys/class/net")
+    assert r.ok and "lo" in r.stdout.split(), explain(d, r)
+    assert host_links.returncode == 0
+    name = f"shared{os.getpid()}"
+    try:
+        assert docker(d, "run", "-d", "--name", name, "busybox", "sh", "-c", SERVE).ok
+        r = docker(d, "run", "--rm", "--network", f"container:{name}", "busybox", "wget", "-qO-",
+                   "http://127.0.0.1/index.html")
+        assert r.ok and "hello" in r.stdout, explain(d, r)
+    finally:
+        docker(d, "rm", "-f", name)
+
+
+def test_default_bridge_and_cleanup(netd: tuple[Dockyardd, str]) -> None:
+    d, ns = netd
+    r = docker(d, "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
+    assert r.ok and "172." in r.stdout, explain(d, r)
+    net = json.loads(docker(d, "network", "inspect", "bridge").stdout)[0]
+    assert net["Driver"] == "bridge" and net["IPAM"]["Config"][0]["Subnet"]
+    name = f"gone{os.getpid()}"
+    assert docker(d, "network", "create", name).ok
+    net_id = json.loads(docker(d, "network", "inspect", name).stdout)[0]["Id"]
+    bridge = f"dy-{net_id[:12]}"
+    r = docker(d, "run", "--rm", "--network", name, "busybox", "true")
+    assert r.ok, explain(d, r)
+    links = in_ns(ns, "ip", "-o", "link").stdout
+    assert bridge in links and "veth" not in links  # the container's veth went with it
+    assert docker(d, "network", "rm", name).ok
+    assert bridge not in in_ns(ns, "ip", "-o", "link").stdout
+    r = docker(d, "network", "rm", "bridge")
+    assert not r.ok and "pre-defined" in r.stderr
+
+
+def test_restart_finds_everything_again(tmp_path: Path) -> None:
+    """kill -9 of the daemon and a restart: the bridge, the table and the published port are
+    found again (not duplicated) and name resolution works again (its own daemon and netns)."""
+    ns = f"dyt-rst-{os.getpid()}"
+    _ip("netns", "add", ns)
+    d = None
+    try:
+        _ip("-n", ns, "link", "set", "lo", "up")
+        d = start_dockyardd(tmp_path / "d", netns=ns)
+        d.docker("pull", "busybox").check()
+        assert docker(d, "network", "create", "keepnet").ok
+        r = docker(d, "run", "-d", "--name", "keeper", "--network", "keepnet", "-p", "127.0.0.1:18081:80",
+                   "busybox", "sh", "-c", SERVE)
+        assert r.ok, explain(d, r)
+        assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18081/").stdout)
+        before = in_ns(ns, "nft", "list", "table", "ip", "dockyard").stdout
+        links_before = sorted(in_ns(ns, "ip", "-o", "link").stdout.split("\n"))
+        from dockyardd import kill_daemon, launch
+
+        kill_daemon(d, 9)
+        d.process = launch(d.dir, netns=ns).process
+        assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18081/").stdout)
+        after = in_ns(ns, "nft", "list", "table", "ip", "dockyard").stdout
+        assert after.count("dnat") == before.count("dnat") == 1, after
+        assert len(sorted(in_ns(ns, "ip", "-o", "link").stdout.split("\n"))) == len(links_before)
+        r = docker(d, "run", "--rm", "--network", "keepnet", "busybox", "wget", "-qO-", "http://keeper/")
+        assert r.ok and "hello" in r.stdout, explain(d, r)
+        assert docker(d, "rm", "-f", "keeper").ok
+        assert docker(d, "network", "rm", "keepnet").ok
+    finally:
+        if d is not None:
+            problems = stop_dockyardd(d)
+            assert not problems, problems
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
