@@ -134,7 +134,10 @@ def test_published_port_on_daemon_loopback(netd: tuple[Dockyardd, str]) -> None:
         assert r.ok, explain(d, r)
         port = docker(d, "port", name, "80")
         assert port.ok and "127.0.0.1:18080" in port.stdout, port
-        assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18080/index.html").stdout)
+        fetched = _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18080/index.html").stdout)
+        assert fetched, (f"{in_ns(ns, 'wget', '-qO-', 'http://127.0.0.1:18080/index.html')}\n"
+                         f"{in_ns(ns, 'ss', '-ltn').stdout}\n{json.dumps(d.inspect(name)['NetworkSettings'])}\n"
+                         f"{docker(d, 'logs', name)}\n{in_ns(ns, 'ip', '-o', 'addr').stdout}")
         ports = d.inspect(name)["NetworkSettings"]["Ports"]["80/tcp"]
         assert {p["HostIp"] for p in ports} == {"127.0.0.1", "0.0.0.0"}
         ephemeral = next(p["HostPort"] for p in ports if p["HostIp"] == "0.0.0.0")

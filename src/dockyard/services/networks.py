@@ -499,7 +499,7 @@ class NetworkService:
         if net.name in c.networks:
             raise AlreadyExists(f"endpoint with name {c.name} already exists in network {net.name}")
         c.networks[net.name] = self._endpoint(c, net, config)
-        if c.state.running and c.state.pid:
+        if _has_namespace(c):  # created (its init waits to start) or running: attach now
             async with self._lock:
                 try:
                     await self._attach(c, net, c.networks[net.name], f"/proc/{c.state.pid}/ns/net",
@@ -526,7 +526,7 @@ class NetworkService:
         async with self._lock:
             if ep.get("IPAddress"):
                 self.kernel.release(net, ep["IPAddress"])
-            if c.state.running and c.state.pid and ep.get("_Interface"):
+            if _has_namespace(c) and ep.get("_Interface"):
                 await self.kernel.remove_interface(f"/proc/{c.state.pid}/ns/net", ep["_Interface"])
             if ep.get("_HostInterface"):
                 await self.kernel.delete_link(ep["_HostInterface"])
@@ -574,6 +574,11 @@ class NetworkService:
                 if pub.proxy is not None:
                     await pub.proxy.close()
         self._published.clear()
+
+
+def _has_namespace(c: Any) -> bool:
+    """The container's init exists (created and waiting, or running): its namespace is there."""
+    return bool(c.state.pid) and c.state.status in ("created", "running", "paused")
 
 
 def _next_index(networks: dict[str, dict[str, Any]]) -> int:
