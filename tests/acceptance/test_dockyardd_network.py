@@ -221,3 +221,34 @@ def test_restart_finds_everything_again(tmp_path: Path) -> None:
             problems = stop_dockyardd(d)
             assert not problems, problems
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def test_dockyard_cli_network_commands(netd: tuple[Dockyardd, str]) -> None:
+    import sys
+
+    d, _ = netd
+    cli = str(Path(sys.executable).parent / "dockyard")
+    env = {**os.environ, "DOCKYARD_HOST": f"unix://{d.socket}"}
+
+    def dy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    net, name = f"cli{os.getpid()}", f"clisrv{os.getpid()}"
+    try:
+        r = dy("network", "create", "--subnet", "10.89.0.0/24", "--label", "team=x", net)
+        assert r.returncode == 0 and len(r.stdout.strip()) == 64, r
+        assert net in dy("network", "ls", "--format", "{{.Name}}").stdout.split()
+        r = dy("run", "-d", "--name", name, "--network", net, "--network-alias", "api", "--ip", "10.89.0.50",
+               "busybox", "sh", "-c", SERVE)
+        assert r.returncode == 0, r
+        r = dy("run", "--rm", "--network", net, "busybox", "wget", "-qO-", "http://api/index.html")
+        assert r.returncode == 0 and "hello" in r.stdout, r
+        info = json.loads(dy("network", "inspect", net).stdout)[0]
+        assert info["Labels"] == {"team": "x"}
+        assert [c["IPv4Address"] for c in info["Containers"].values()] == ["10.89.0.50/24"]
+        r = dy("network", "rm", net)
+        assert r.returncode != 0 and "active endpoints" in r.stderr, r
+    finally:
+        dy("rm", "-f", name)
+        dy("network", "rm", net)

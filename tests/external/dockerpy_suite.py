@@ -53,6 +53,8 @@ TEST_FILES = [
     "client_test.py",
     "models_containers_test.py",
     "models_images_test.py",
+    "api_volume_test.py",
+    "models_volumes_test.py",
 ]
 # Tests not run on either engine, and why.
 DESELECTED = {

@@ -128,13 +128,19 @@ def test_service_errors_become_messages(tmp_path: Any, error: Exception, status:
     _run(_backend(tmp_path, FakeImages(error)), body)
 
 
-def test_info_mentions_loopback_only_networking(tmp_path: Any) -> None:
+def test_info_warns_when_the_default_bridge_is_off(tmp_path: Any) -> None:
+    backend = _backend(tmp_path)
+    backend.system.bridge = "none"
+
     async def body(client: TestClient) -> None:
         info = await (await client.get("/info")).json()
         assert any("loopback" in w for w in info["Warnings"])
         assert info["DefaultRuntime"] == "dockyard-runtime" and info["OSType"] == "linux"
+        backend.system.bridge = "dyd0"
+        info = await (await client.get("/info")).json()
+        assert not info["Warnings"]
 
-    _run(_backend(tmp_path), body)
+    _run(backend, body)
 
 
 def test_events_since_until_and_filters(tmp_path: Any) -> None:

@@ -50,12 +50,24 @@ SYSTEM: dict[str, tuple[str, str]] = {"info": SHORT["info"], "events": SHORT["ev
 REGISTRY: dict[str, tuple[str, str]] = {"serve": ("registry", "cmd_serve"),
                                         "garbage-collect": ("registry", "cmd_garbage_collect")}
 
-GROUPS = {"container": CONTAINER, "image": IMAGE, "system": SYSTEM, "registry": REGISTRY}
+VOLUME: dict[str, tuple[str, str]] = {
+    "create": ("volumes", "cmd_create"), "ls": ("volumes", "cmd_ls"), "list": ("volumes", "cmd_ls"),
+    "inspect": ("volumes", "cmd_inspect"), "rm": ("volumes", "cmd_rm"), "remove": ("volumes", "cmd_rm"),
+    "prune": ("volumes", "cmd_prune"),
+}
+
+NETWORK: dict[str, tuple[str, str]] = {
+    name: ("networks", f"cmd_network_{name}")
+    for name in ("ls", "create", "inspect", "rm", "connect", "disconnect", "prune")
+} | {"list": ("networks", "cmd_network_ls"), "remove": ("networks", "cmd_network_rm")}
+
+GROUPS = {"container": CONTAINER, "image": IMAGE, "system": SYSTEM, "registry": REGISTRY, "volume": VOLUME,
+          "network": NETWORK}
 
 USAGE = """Usage:  dockyard [-H unix://SOCKET] COMMAND
 
 Commands: """ + " ".join(sorted(SHORT)) + """
-Management commands: container image system registry
+Management commands: container image network system registry volume
 """
 
 

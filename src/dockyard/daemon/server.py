@@ -39,7 +39,9 @@ class Daemon:
         events = EventService()
         store = await asyncio.to_thread(ImageStore, cfg.data_root)
         images = ImageService(store, events, cfg.insecure_registries, cfg.registry_mirrors)
-        self.backend = Backend(system=SystemService(cfg.data_root, cfg.exec_root, cfg.default_runtime, cfg.runtimes),
+        system = SystemService(cfg.data_root, cfg.exec_root, cfg.default_runtime, cfg.runtimes)
+        system.bridge = cfg.bridge
+        self.backend = Backend(system=system,
                                events=events, images=images)
         await self._start_containers(images, events)
         app = build_app(self.backend)
@@ -58,6 +60,9 @@ class Daemon:
 
         containers = ContainerService(self.config, images, events)
         self.backend.containers = containers
+        from dockyard.services.volumes import VolumeService
+
+        containers.volumes = self.backend.volumes = await asyncio.to_thread(VolumeService, self.config.data_root)
         self.backend.execs = ExecService(containers, events)
         self.backend.containerfs = ContainerFilesystem(containers)
         self.health = HealthService(containers, self.backend.execs)
@@ -135,6 +140,8 @@ class Daemon:
             await self.backend.networks.close()
         if self.backend.containers is not None:
             await self.backend.containers.close()
+        if self.backend.volumes is not None:
+            await asyncio.to_thread(self.backend.volumes.close)
         if self.backend.images is not None:
             self.backend.images.store.close()
         for path in self.config.socket_paths:

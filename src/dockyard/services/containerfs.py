@@ -1,7 +1,7 @@
 """A container's filesystem: `docker cp` (archive), export, diff (changes) and commit.
 
-A running (or paused) container is reached through `/proc/<pid>/root`, so bind mounts are
-seen as the container sees them; a stopped one through its snapshot, mounted for the time of
+A running (or paused) container, or a created one whose init waits for `start`, is reached
+through `/proc/<pid>/root`, so bind mounts and volumes are seen as the container sees them; a stopped one through its snapshot, mounted for the time of
 the operation under the container lock (so it cannot start meanwhile).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, BinaryIO
@@ -33,11 +34,15 @@ class ContainerFilesystem:
     @asynccontextmanager
     async def root(self, c: Container) -> AsyncIterator[int]:
         """A descriptor of the container's root directory (see the module docstring)."""
-        if c.state.status in ("running", "paused") and c.state.pid:
+        fd = -1
+        if c.state.status in ("running", "paused", "created") and c.state.pid:
+            # a created container's init has built its root (volumes included) and waits for start
             try:
                 fd = os.open(f"/proc/{c.state.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as e:
-                raise WrongState(f"container {c.id[:12]}: its root is not reachable: {e.strerror}") from None
+                if c.state.status != "created":
+                    raise WrongState(f"container {c.id[:12]}: its root is not reachable: {e.strerror}") from None
+        if fd >= 0:
             try:
                 yield fd
             finally:
@@ -55,25 +60,42 @@ class ContainerFilesystem:
                 if mounted_here and c.state.status not in ("running", "paused"):
                     await self.containers.unmount_rootfs(c.id)
 
+    @asynccontextmanager
+    async def root_for(self, c: Container, path: str, *, into: bool = False) -> AsyncIterator[tuple[int, str]]:
+        """(root descriptor, path under it) for `path` in the container. A container without a
+        live root does not have its volumes and binds mounted: a path inside one of them
+        (`into`: or the mount point itself, to extract into) is reached in its host directory."""
+        found = None if c.state.status in ("running", "paused") else _in_mount(c, path, into)
+        if found is not None and not await asyncio.to_thread(_root_is_live, c):
+            source, inner = found
+            fd = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                yield fd, inner
+            finally:
+                os.close(fd)
+            return
+        async with self.root(c) as fd:
+            yield fd, path
+
     async def stat(self, ref: str, path: str) -> fscopy.PathStat:
         c = self.containers.get(ref)
-        async with self.root(c) as fd:
+        async with self.root_for(c, path) as (fd, inner):
             with _named(c):
-                return await asyncio.to_thread(fscopy.stat_path, fd, path)
+                return await asyncio.to_thread(fscopy.stat_path, fd, inner)
 
     async def get_archive(self, ref: str, path: str, out: BinaryIO) -> None:
         c = self.containers.get(ref)
-        async with self.root(c) as fd:
+        async with self.root_for(c, path) as (fd, inner):
             with _named(c):
-                await asyncio.to_thread(fscopy.read_archive, fd, path, out)
+                await asyncio.to_thread(fscopy.read_archive, fd, inner, out)
 
     async def put_archive(self, ref: str, path: str, source: BinaryIO, options: fscopy.ExtractOptions) -> int:
         c = self.containers.get(ref)
         if c.host_config.get("ReadonlyRootfs") and c.state.status in ("running", "paused"):
             raise WrongState("container rootfs is marked read-only")
-        async with self.root(c) as fd:
+        async with self.root_for(c, path, into=True) as (fd, inner):
             with _named(c):
-                return await asyncio.to_thread(fscopy.write_archive, fd, path, source, options)
+                return await asyncio.to_thread(fscopy.write_archive, fd, inner, source, options)
 
     async def export(self, ref: str, out: BinaryIO) -> None:
         c = self.containers.get(ref)
@@ -115,6 +137,27 @@ class ContainerFilesystem:
         self.containers.events.publish("container", "commit", c.id, {"name": c.name, "image": c.image,
                                                                         "comment": message})
         return image
+
+
+def _root_is_live(c: Container) -> bool:
+    return c.state.status == "created" and bool(c.state.pid) and os.path.exists(f"/proc/{c.state.pid}/root/")
+
+
+def _in_mount(c: Container, path: str, into: bool) -> tuple[str, str] | None:
+    """(host directory, path inside it) when `path` lies in one of the container's volumes or
+    binds (the innermost); the mount point itself only with `into`."""
+    clean = "/" + posixpath.normpath("/" + path).lstrip("/")  # normpath keeps a leading "//"
+    best: tuple[str, str] | None = None
+    for m in c.mounts:
+        dest, source = m.get("destination", ""), m.get("source", "")
+        if m.get("type") not in ("volume", "bind") or not source or not os.path.isdir(source):
+            continue
+        if clean.startswith(dest.rstrip("/") + "/") or (into and clean == dest):
+            if best is None or len(dest) > len(best[0]):
+                best = (dest, source)
+    if best is None:
+        return None
+    return best[1], "/" + clean[len(best[0]):].lstrip("/")
 
 
 @contextmanager

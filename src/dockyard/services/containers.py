@@ -100,6 +100,8 @@ class Container:
     driver: str = "overlayfs"
     # network name -> Docker's EndpointSettings (NetworkID, EndpointID, IPAddress, Aliases, ...)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # mount points (services.volumes.mount_point): binds, volumes, tmpfs; inspect's Mounts
+    mounts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Container:
@@ -157,6 +159,7 @@ class ContainerService:
         self._shim: Any = None
         self.on_started: list[Callable[[Container], None]] = []  # e.g. the health monitor
         self.networks: Any = None  # the NetworkService, when the daemon has networking
+        self.volumes: Any = None  # the VolumeService, when the daemon has volumes
         images.set_users(self.image_users)
 
     # --- the supervisor -----------------------------------------------------------------
@@ -280,6 +283,7 @@ class ContainerService:
             _refuse_networking(host_config, networking)
         os.makedirs(self.dir(cid), mode=0o700)
         try:
+            await self._resolve_mounts(c, image_config)
             self._write_files(c)
             await asyncio.to_thread(self.images.store.prepare_container, cid, str(details.image.id))
             self.containers[cid] = c
@@ -288,6 +292,7 @@ class ContainerService:
         except BaseException:
             self.containers.pop(cid, None)
             await self._cleanup_files(cid)
+            await self._release_volumes(c, remove_anonymous=True)
             raise
         self._event("create", c)
         return c
@@ -314,7 +319,7 @@ class ContainerService:
         if options:
             lines.append("options " + " ".join(options))
         if not lines:
-            lines.append("# no network: the container has only a loopback interface (bridge networking is a later issue)")
+            lines.append("# no nameserver: the container has only a loopback interface")
         write_atomic(os.path.join(self.dir(c.id), "resolv.conf"), ("\n".join(lines) + "\n").encode(), 0o644)
 
     @staticmethod
@@ -349,8 +354,10 @@ class ContainerService:
 
         rootfs = await self.mount_rootfs(c)
         netns = self.networks.netns_path(c) if self.networks is not None else None
+        volumes = await self._mount_volumes(c, rootfs) if self.volumes is not None else None
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
-                                  CGROUP_PARENT, netns, self.daemon_config.init_path)
+                                  CGROUP_PARENT, netns, self.daemon_config.init_path,
+                                  **({} if volumes is None else {"volumes": volumes}))
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
     async def _create_task(self, c: Container, image_config: dict[str, Any] | None = None) -> None:
@@ -374,6 +381,96 @@ class ContainerService:
                 await shim.delete(c.id, force=True)
                 raise
         self._watch(c)
+
+    # --- volumes ------------------------------------------------------------------------
+
+    async def _resolve_mounts(self, c: Container, image_config: dict[str, Any]) -> None:
+        """c.mounts: the request's mount points, its volumes found (or created) and claimed."""
+        from dockyard.services.volumes import plan_mounts
+
+        config = dict(c.config)
+        config["Volumes"] = {**(image_config.get("Volumes") or {}), **(c.config.get("Volumes") or {})}
+        plan = plan_mounts(config, c.host_config, self._volumes_from(c))
+        if any(m["type"] == "volume" for m in plan) and self.volumes is None:
+            raise NotImplementedFeature("volumes: this daemon has no volume service")
+        c.mounts = plan
+        for m in plan:
+            if m["type"] != "volume":
+                continue
+            if not m.get("inherited"):
+                opts, labels = m.pop("driver_opts", {}), m.pop("labels", {})
+                volume = await asyncio.to_thread(self.volumes.create, m["name"], m["driver"], opts, labels,
+                                                 anonymous=not m["name"])
+                m["name"], m["driver"] = volume.name, volume.driver
+                m["source"] = self.volumes.mountpoint(volume.name)
+            await asyncio.to_thread(self.volumes.claim, m["name"], c.id)  # released if the create fails
+
+    def _volumes_from(self, c: Container) -> list[dict[str, Any]]:
+        """HostConfig.VolumesFrom (`container[:ro|rw]`): the other containers' binds and volumes."""
+        out: list[dict[str, Any]] = []
+        for spec in c.host_config.get("VolumesFrom") or []:
+            ref, _, mode = str(spec).partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"HostConfig.VolumesFrom: invalid mode {mode!r} in {spec!r}")
+            other = self.get(ref)
+            for m in other.mounts:
+                if m["type"] not in ("bind", "volume"):
+                    continue
+                entry = {**m, "inherited": True}
+                if mode:
+                    entry["rw"] = mode == "rw"
+                out.append(entry)
+        return out
+
+    async def _mount_volumes(self, c: Container, rootfs: str) -> list[dict[str, Any]]:
+        """The OCI mounts of the container's volumes (and inherited binds), each volume mounted
+        for it and, the first time, filled with the image's content (copy-up) when empty."""
+        out: list[dict[str, Any]] = []
+        for m in c.mounts:
+            if m["type"] == "volume":
+                source = await asyncio.to_thread(self.volumes.mount, m["name"], c.id)
+                if not m.get("nocopy") and not m.get("copied"):
+                    await asyncio.to_thread(self.volumes.populate, m["name"], rootfs, m["destination"])
+                    m["copied"] = True  # dockerd copies once, for the container's first run
+            elif m["type"] == "bind" and m.get("inherited"):
+                source = m["source"]
+            else:
+                continue
+            options = ["rbind", m.get("propagation") or "rprivate"] + ([] if m["rw"] else ["ro"])
+            out.append({"destination": m["destination"], "type": "bind", "source": source, "options": options})
+        return out
+
+    async def _release_volumes(self, c: Container, remove_anonymous: bool) -> None:
+        """The container is gone: its volumes are unmounted and released; with `remove_anonymous`
+        (rm -v, --rm) its anonymous volumes that nobody else uses are removed."""
+        if self.volumes is None:
+            return
+        released = await asyncio.to_thread(self.volumes.release, c.id)
+        if not remove_anonymous:
+            return
+        for m in c.mounts:
+            name = m.get("name")
+            if m["type"] != "volume" or name not in released:
+                continue
+            volume = self.volumes.volumes.get(name)
+            if volume is None or not volume.anonymous or self.volumes.users(name):
+                continue
+            try:
+                await asyncio.to_thread(self.volumes.remove, name)
+            except Exception as e:  # noqa: BLE001 - logged: the container is gone either way
+                log.warning("container %s: removing anonymous volume %s: %s", c.id[:12], name, e)
+
+    def _claim_volumes_again(self) -> None:
+        """After a daemon restart: every container claims its volumes again."""
+        if self.volumes is None:
+            return
+        for c in self.containers.values():
+            for m in c.mounts:
+                if m["type"] == "volume":
+                    try:
+                        self.volumes.claim(m["name"], c.id)
+                    except NotFound:
+                        log.error("container %s: its volume %s is gone", c.id[:12], m["name"])
 
     # --- start / stop -------------------------------------------------------------------
 
@@ -465,6 +562,11 @@ class ContainerService:
             await self.unmount_rootfs(c.id)
         except Exception as e:  # noqa: BLE001 - logged; remove retries
             log.warning("container %s: unmount: %s", c.id[:12], e)
+        if self.volumes is not None:
+            try:
+                await asyncio.to_thread(self.volumes.unmount_container, c.id)
+            except Exception as e:  # noqa: BLE001 - logged; remove retries
+                log.warning("container %s: unmounting its volumes: %s", c.id[:12], e)
         if self.networks is not None and c.networks:
             try:
                 await self.networks.teardown(c)
@@ -482,7 +584,7 @@ class ContainerService:
             return
         if c.auto_remove and c.id in self.containers:
             try:
-                await self.remove(c.id, force=True)
+                await self.remove(c.id, force=True, volumes=True)  # --rm takes the anonymous volumes too
             except Exception as e:  # noqa: BLE001 - logged
                 log.error("container %s: auto-remove failed: %s", c.id[:12], e)
 
@@ -645,6 +747,7 @@ class ContainerService:
                 log.debug("container %s: supervisor delete: %s", c.id[:12], e)
             await self._cleanup_files(c.id)
             del self.containers[c.id]
+            await self._release_volumes(c, remove_anonymous=volumes)
         self._event("destroy", c)
         for fut in self._remove_waiters.pop(c.id, []):
             if not fut.done():
@@ -828,6 +931,7 @@ class ContainerService:
                     log.error("container %s: cleaning up an unfinished create: %s", cid[:12], e)
             except (OSError, ValueError, TypeError) as e:
                 log.error("container %s: unreadable record %s: %s", cid[:12], path, e)
+        self._claim_volumes_again()
         shim = await self.shim()  # started now, so that containers never wait for it
         known = {s.id: s for s in await shim.list()}
         for c in list(self.containers.values()):

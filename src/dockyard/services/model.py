@@ -7,6 +7,7 @@ NotImplementedFeature naming the field when it is set to a non-default value.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,8 @@ class HostConfig:
     dns_search: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
     console_size: list[int] = field(default_factory=list)  # [height, width] of the tty at start
+    volumes_from: list[str] = field(default_factory=list)  # resolved by the container service
+    volume_driver: str = ""
 
     _DOCKER = {"Binds": "binds", "Mounts": "mounts", "Tmpfs": "tmpfs", "Memory": "memory",
                "MemorySwap": "memory_swap", "MemoryReservation": "memory_reservation",
@@ -97,14 +100,15 @@ class HostConfig:
                "IpcMode": "ipc_mode", "PidMode": "pid_mode", "UTSMode": "uts_mode", "Init": "init",
                "RestartPolicy": "restart_policy", "AutoRemove": "auto_remove", "LogConfig": "log_config",
                "Devices": "devices", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
-               "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts", "ConsoleSize": "console_size"}
-    _IGNORED = ("PortBindings", "PublishAllPorts", "Links", "VolumesFrom", "ContainerIDFile",
+               "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts", "ConsoleSize": "console_size",
+               "VolumesFrom": "volumes_from", "VolumeDriver": "volume_driver"}
+    _IGNORED = ("PortBindings", "PublishAllPorts", "Links", "ContainerIDFile",
                 "Runtime", "Isolation", "CgroupnsMode", "Cgroup", "CgroupParent",
                 "MaskedPaths", "ReadonlyPaths", "Annotations", "KernelMemory", "KernelMemoryTCP",
                 "MemorySwappiness", "OomKillDisable", "BlkioWeightDevice", "BlkioDeviceReadBps",
                 "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceRequests",
                 "DeviceCgroupRules", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
-                "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "UsernsMode", "VolumeDriver")
+                "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "UsernsMode")
 
     @classmethod
     def from_docker(cls, doc: dict[str, Any] | None) -> HostConfig:
@@ -133,3 +137,58 @@ def _from_docker(cls: Any, doc: dict[str, Any], names: dict[str, str], ignored: 
         else:
             raise NotImplementedFeature(f"{where}.{key} is not supported")
     return dataclasses.replace(defaults, **values)
+
+
+# --- mount specifications (shared by specgen and the volume planning) ------------------------
+
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
+def check_target(target: str, what: str) -> str:
+    if not target.startswith("/"):
+        raise InvalidArgument(f"{what}: invalid mount destination {target!r}: must be an absolute path")
+    if os.path.normpath(target) == "/":
+        raise InvalidArgument(f"{what}: invalid mount destination '/'")
+    return os.path.normpath(target)
+
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    """One HostConfig.Binds entry, `source:target[:mode,...]`; a source that is not an absolute
+    path names a volume."""
+    source: str
+    target: str
+    mode: str
+    readonly: bool
+    propagation: str
+    nocopy: bool
+
+    @property
+    def is_volume(self) -> bool:
+        return not self.source.startswith("/")
+
+
+def parse_bind(spec: str) -> BindSpec:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"HostConfig.Binds: invalid volume specification {spec!r}")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else ""
+    readonly, propagation, nocopy = False, "", False
+    for word in (mode.split(",") if mode else []):
+        if word in ("ro", "rw"):
+            readonly = word == "ro"
+        elif word in PROPAGATIONS:
+            propagation = word
+        elif word == "nocopy":
+            nocopy = True
+        elif word in ("z", "Z", "consistent", "cached", "delegated"):
+            continue  # SELinux relabelling / macOS hints: nothing to do here
+        else:
+            raise InvalidArgument(f"HostConfig.Binds: invalid mode {word!r} in {spec!r}")
+    if not source.startswith("/") and propagation:
+        raise InvalidArgument(f"HostConfig.Binds: propagation mode {propagation!r} is for bind mounts only ({spec!r})")
+    if source.startswith("/") and nocopy:
+        raise InvalidArgument(f"HostConfig.Binds: nocopy is for volumes only ({spec!r})")
+    return BindSpec(source, check_target(target, "HostConfig.Binds"), mode, readonly, propagation, nocopy)

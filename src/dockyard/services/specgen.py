@@ -19,7 +19,9 @@ from typing import Any
 from dockyard.errors import InvalidArgument, NotImplementedFeature
 from dockyard.security.capabilities import CAP_NAMES, last_cap
 from dockyard.services import seccomp_default
-from dockyard.services.model import ContainerConfig, HostConfig
+from dockyard.services.model import PROPAGATIONS as _PROPAGATIONS
+from dockyard.services.model import ContainerConfig, HostConfig, parse_bind
+from dockyard.services.model import check_target as _check_target
 from dockyard.services.userlookup import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,8 +49,8 @@ _NAMESPACED_SYSCTLS = ("kernel.sem", "kernel.domainname", "kernel.hostname")
 def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host_config: HostConfig | dict[str, Any],
                image_config: dict[str, Any], rootfs: str, files: dict[str, str],
                cgroup_parent: str = "/dockyard", netns_path: str | None = None,
-               init_path: str | None = None) -> dict[str, Any]:
-    """The OCI spec for one container (see the module docstring)."""
+               init_path: str | None = None, volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The OCI spec for one container (see the module docstring); `volumes`: see `_mounts`."""
     if isinstance(config, dict):
         config = ContainerConfig.from_docker(config)
     if isinstance(host_config, dict):
@@ -99,7 +101,7 @@ def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host
         "ociVersion": "1.1.0",
         "process": process,
         "root": {"path": rootfs, "readonly": bool(host_config.readonly_rootfs)},
-        "mounts": _mounts(host_config, files, init_path),
+        "mounts": _mounts(host_config, files, init_path, volumes),
         "linux": linux,
     }
     if host_config.uts_mode != "host":
@@ -484,42 +486,19 @@ def _default_mounts(host: HostConfig) -> list[dict[str, Any]]:
     return mounts
 
 
-def _check_target(target: str, what: str) -> str:
-    if not target.startswith("/"):
-        raise InvalidArgument(f"{what}: invalid mount destination {target!r}: must be an absolute path")
-    if os.path.normpath(target) == "/":
-        raise InvalidArgument(f"{what}: invalid mount destination '/'")
-    return os.path.normpath(target)
-
-
-_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
 def _bind_from_string(spec: str) -> dict[str, Any]:
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidArgument(f"HostConfig.Binds: invalid volume specification {spec!r}")
-    source, target = parts[0], parts[1]
-    if not source.startswith("/"):
-        raise NotImplementedFeature(f"HostConfig.Binds: named volume {source!r} (volumes are a later issue)")
-    options = ["rbind"]
-    readonly, propagation = False, "rprivate"
-    for mode in (parts[2].split(",") if len(parts) == 3 and parts[2] else []):
-        if mode in ("ro", "rw"):
-            readonly = mode == "ro"
-        elif mode in _PROPAGATIONS:
-            propagation = mode
-        elif mode in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
-            continue  # SELinux relabelling / macOS hints: nothing to do here
-        else:
-            raise InvalidArgument(f"HostConfig.Binds: invalid mode {mode!r} in {spec!r}")
+    bind = parse_bind(spec)
+    if bind.is_volume:
+        raise NotImplementedFeature(f"HostConfig.Binds: volume {bind.source!r} was not resolved by a volume service")
+    source = bind.source
     if not os.path.exists(source):
         os.makedirs(source, exist_ok=True)  # -v creates a missing host directory, as docker does
-    options.append(propagation)
-    if readonly:
+    options = ["rbind", bind.propagation or "rprivate"]
+    if bind.readonly:
         options.append("ro")
-    return {"destination": _check_target(target, "HostConfig.Binds"), "type": "bind", "source": source,
-            "options": options}
+    return {"destination": bind.target, "type": "bind", "source": source, "options": options}
 
 
 def _tmpfs_options(opts: list[str]) -> list[str]:
@@ -567,9 +546,16 @@ def _mount_from_api(item: dict[str, Any]) -> dict[str, Any]:
     raise NotImplementedFeature(f"HostConfig.Mounts: mount type {kind!r} is not supported")
 
 
-def _mounts(host: HostConfig, files: dict[str, str], init_path: str | None) -> list[dict[str, Any]]:
-    user: list[dict[str, Any]] = [_bind_from_string(b) for b in host.binds]
-    user += [_mount_from_api(m) for m in host.mounts]
+def _mounts(host: HostConfig, files: dict[str, str], init_path: str | None,
+            volumes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`volumes`: the OCI mounts of the container's volumes (named, anonymous, --volumes-from),
+    resolved by the container service; without them a volume in Binds or Mounts is refused."""
+    resolved = volumes is not None
+    if not resolved and host.volumes_from:
+        raise NotImplementedFeature("HostConfig.VolumesFrom: needs the container service (it resolves the volumes)")
+    user: list[dict[str, Any]] = [_bind_from_string(b) for b in host.binds if not (resolved and parse_bind(b).is_volume)]
+    user += [_mount_from_api(m) for m in host.mounts if not (resolved and m.get("Type") == "volume")]
+    user += [dict(m) for m in volumes or []]
     for target, options in (host.tmpfs or {}).items():
         user.append({"destination": _check_target(target, "HostConfig.Tmpfs"), "type": "tmpfs", "source": "tmpfs",
                      "options": _tmpfs_options((options or "").split(","))})

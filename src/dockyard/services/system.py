@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from dockyard import __version__
 
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
-NETWORK_NOTE = ("networking: every container gets its own new network namespace with only a loopback "
-                "interface (bridge networking comes in a later issue)")
+NETWORK_NOTE = ("the default bridge network is disabled (--bridge none): containers on the default network "
+                "get only a loopback interface")
 
 
 @dataclass
@@ -84,6 +84,7 @@ class SystemService:
         self.runtimes = runtimes
         self.started_at = time.time()
         self.id = engine_id(data_root)
+        self.bridge = ""  # the daemon's --bridge (set by the server)
 
     def info(self) -> EngineInfo:
         uname = os.uname()
@@ -93,4 +94,4 @@ class SystemService:
             arch=GO_ARCH.get(uname.machine, uname.machine), operating_system=pretty, os_version=version,
             ncpu=os.cpu_count() or 1, mem_total=mem_total(), name=platform.node(), cgroup_version=cgroup_version(),
             data_root=self.data_root, exec_root=self.exec_root, default_runtime=self.default_runtime,
-            runtimes=dict(self.runtimes), warnings=[f"WARNING: {NETWORK_NOTE}"])
+            runtimes=dict(self.runtimes), warnings=[f"WARNING: {NETWORK_NOTE}"] if self.bridge == "none" else [])

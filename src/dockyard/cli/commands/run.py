@@ -19,6 +19,8 @@ CREATE_SPEC = Spec(
     F("--pids-limit", value=True), F("--restart", value=True), F("--read-only"),
     F("-h", "--hostname", value=True), F("--init"), F("-l", "--label", multi=True),
     F("-p", "--publish", multi=True), F("--network", "--net", dest="network", value=True),
+    F("-P", "--publish-all"), F("--network-alias", "--net-alias", dest="network_alias", multi=True),
+    F("--ip", value=True),
     F("--privileged"), F("--cap-add", multi=True), F("--cap-drop", multi=True),
     F("--stop-signal", value=True), F("--stop-timeout", value=True), F("--tmpfs", multi=True),
     F("--pull", value=True, default="missing"), F("-a", "--attach", multi=True),
@@ -96,8 +98,9 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         raise UsageError('"run" requires at least 1 argument.')
     image, *cmd = p.positionals
     host: dict[str, Any] = {}
-    if p["volume"]:
-        host["Binds"] = list(p["volume"])
+    anonymous = {v: {} for v in p["volume"] if ":" not in v}  # `-v /path`: an anonymous volume, as docker's CLI
+    if len(anonymous) < len(p["volume"]):
+        host["Binds"] = [v for v in p["volume"] if ":" in v]
     if p["memory"]:
         host["Memory"] = parse_size(p["memory"])
     if p["memory_swap"]:
@@ -150,6 +153,13 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
     exposed, bindings = _ports(p["publish"])
     if bindings:
         host["PortBindings"] = bindings
+    if p["publish_all"]:
+        host["PublishAllPorts"] = True
+    endpoint: dict[str, Any] = {}
+    if p["network_alias"]:
+        endpoint["Aliases"] = list(p["network_alias"])
+    if p["ip"]:
+        endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
     detach = bool(p["detach"])
     attach = set(a.lower() for a in p["attach"]) or ({"stdout", "stderr"} | ({"stdin"} if p["interactive"] else set()))
     config: dict[str, Any] = {
@@ -164,6 +174,8 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         "Labels": dict((lbl.split("=", 1) + [""])[:2] for lbl in p["label"]),
         "HostConfig": host,
     }
+    if endpoint:
+        config["NetworkingConfig"] = {"EndpointsConfig": {p["network"] or "default": endpoint}}
     if cmd:
         config["Cmd"] = cmd
     if p["entrypoint"] is not None:
@@ -176,6 +188,8 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         config["StopTimeout"] = int(p["stop_timeout"])
     if exposed:
         config["ExposedPorts"] = exposed
+    if anonymous:
+        config["Volumes"] = anonymous
     if p["health_cmd"]:
         config["Healthcheck"] = {"Test": ["CMD-SHELL", p["health_cmd"]]}
     return config, p["name"]

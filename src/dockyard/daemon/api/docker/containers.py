@@ -73,13 +73,29 @@ def port_list(ports: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def mounts_json(c: Container) -> list[dict[str, Any]]:
+    """Docker's MountPoint list (inspect's and the container list's Mounts)."""
+    out = []
+    for m in c.mounts:
+        entry: dict[str, Any] = {"Type": m["type"]}
+        if m["type"] == "volume":
+            entry["Name"] = m["name"]
+        entry["Source"] = m["source"]
+        entry["Destination"] = m["destination"]
+        if m["type"] == "volume":
+            entry["Driver"] = m["driver"]
+        entry.update({"Mode": m["mode"], "RW": m["rw"], "Propagation": m["propagation"]})
+        out.append(entry)
+    return out
+
+
 def summary(c: Container, service: Any = None) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": _command(c),
         "Created": int(parse_rfc3339(c.created)), "Ports": port_list(ports_json(c, service)) if service else [],
         "Labels": c.config.get("Labels") or {}, "State": c.state.status, "Status": _state_text(c),
         "HostConfig": {"NetworkMode": str(c.host_config.get("NetworkMode") or "default")},
-        "NetworkSettings": {"Networks": endpoints_json(c)}, "Mounts": [],
+        "NetworkSettings": {"Networks": endpoints_json(c)}, "Mounts": mounts_json(c),
     }
 
 
@@ -112,7 +128,7 @@ def inspect_json(c: Container, service: Any) -> dict[str, Any]:
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": {"NetworkMode": "none", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                        "LogConfig": {"Type": "json-file", "Config": {}}, "Runtime": c.runtime, **c.host_config},
-        "GraphDriver": {"Name": c.driver, "Data": None}, "Mounts": [],
+        "GraphDriver": {"Name": c.driver, "Data": None}, "Mounts": mounts_json(c),
         "Config": {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
                    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": [],
                    "Cmd": None, "Image": c.image, "Volumes": None, "WorkingDir": "", "Entrypoint": None,
@@ -124,7 +140,7 @@ def inspect_json(c: Container, service: Any) -> dict[str, Any]:
 # --- create, list, inspect ------------------------------------------------------------------
 
 # Set to anything but their empty value, these are refused (not implemented).
-NOT_YET = ("Links", "VolumesFrom", "VolumeDriver")
+NOT_YET = ("Links",)
 
 
 def unsupported(host_config: dict[str, Any], networking: dict[str, Any]) -> list[str]:

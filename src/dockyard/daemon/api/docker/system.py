@@ -170,8 +170,16 @@ async def disk_usage(request: web.Request) -> web.Response:
         except DockyardError:
             item["SizeRw"] = 0
         containers_out.append(item)
+    volumes_out = []
+    if services.volumes is not None:
+        from dockyard.daemon.api.docker.volumes import volume_json
+
+        for v in services.volumes.list():
+            size = await asyncio.to_thread(services.volumes.size, v.name)
+            usage = {"Size": size, "RefCount": len(services.volumes.users(v.name))}
+            volumes_out.append(volume_json(services.volumes, v, usage))
     return json_response({"LayersSize": sum(layer_sizes.values()), "Images": images_out, "Containers": containers_out,
-                          "Volumes": [], "BuildCache": []})
+                          "Volumes": volumes_out, "BuildCache": []})
 
 
 def register(router: Router) -> None:
