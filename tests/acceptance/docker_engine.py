@@ -172,10 +172,13 @@ def _ping(sock_path: Path) -> bool:
 
 
 def start_engine(dir: str | os.PathLike[str], *, runtimes: Mapping[str, str] | None = None,
-                 extra_args: Sequence[str] = (), timeout: float = START_TIMEOUT) -> DockerEngine:
+                 extra_args: Sequence[str] = (), timeout: float = START_TIMEOUT,
+                 netns: str | None = None) -> DockerEngine:
     """Start dockerd with all its state under `dir` and wait until it answers /_ping.
 
     `runtimes` maps names to absolute paths of runc-compatible executables (--add-runtime).
+    With `netns` (a name under /run/netns) it runs inside that network namespace, with its
+    bridge and iptables rules (there only); otherwise it makes neither.
     """
     dockerd = shutil.which("dockerd")
     if dockerd is None:
@@ -191,8 +194,11 @@ def start_engine(dir: str | os.PathLike[str], *, runtimes: Mapping[str, str] | N
     argv = [dockerd, "--config-file", str(base / "daemon.json"),
             "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
             "-H", f"unix://{base / 'docker.sock'}", "--pidfile", str(base / "dockerd.pid"),
-            "--iptables=false", "--ip6tables=false", "--bridge=none",
             "--cgroup-parent", f"/{cgroup_parent}"]
+    if netns:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *argv, "--ip6tables=false"]
+    else:
+        argv += ["--iptables=false", "--ip6tables=false", "--bridge=none"]
     for name, path in (runtimes or {}).items():
         argv.append(f"--add-runtime={name}={path}")
     argv += list(extra_args)
