@@ -210,7 +210,7 @@ def test_restart_finds_everything_again(tmp_path: Path) -> None:
         d.process = launch(d.dir, netns=ns).process
         assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18081/").stdout)
         after = in_ns(ns, "nft", "list", "table", "ip", "dockyard").stdout
-        assert after.count("dnat") == before.count("dnat") == 1, after
+        assert after.count("dnat to") == before.count("dnat to") == 1, after
         assert len(sorted(in_ns(ns, "ip", "-o", "link").stdout.split("\n"))) == len(links_before)
         r = docker(d, "run", "--rm", "--network", "keepnet", "busybox", "wget", "-qO-", "http://keeper/")
         assert r.ok and "hello" in r.stdout, explain(d, r)

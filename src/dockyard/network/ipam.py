@@ -188,7 +188,7 @@ class Pool:
             "gateway": str(self.gateway),
             "ip_range": str(self.ip_range) if self.ip_range is not None else "",
             "aux": {k: str(v) for k, v in sorted(self.aux.items())},
-            "allocated": sorted(str(a) for a in sorted(self.allocated)),
+            "allocated": [str(a) for a in sorted(self.allocated)],
             "last": str(self.last) if self.last is not None else "",
         }
 

@@ -13,120 +13,82 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dockyard.errors import AlreadyExists, InvalidArgument, WrongState
+from dockyard.errors import AlreadyExists, InvalidArgument
 
 log = logging.getLogger("dockyard.networks")
 
-# Docker's default pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s
-DEFAULT_POOLS = [ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)] + \
-    list(ipaddress.ip_network("192.168.0.0/16").subnets(new_prefix=20))
-
-
-def _overlaps(net: ipaddress.IPv4Network, used: list[ipaddress.IPv4Network]) -> bool:
-    return any(net.overlaps(u) for u in used)
-
-
 class Kernel:
     def __init__(self) -> None:
-        self._allocated: dict[str, set[str]] = {}   # network id -> addresses in use
+        self._pools: dict[str, Any] = {}            # network id -> its ipam.Pool (addresses in use)
         self._bridges: set[str] = set()
         self._firewall_used = False
 
     # --- subnets and addresses ----------------------------------------------------------
 
-    def host_routes(self) -> list[ipaddress.IPv4Network]:
+    def host_routes(self) -> list[str]:
         """Subnets this namespace routes already, except through our own bridges (a new network
         must not overlap them)."""
-        from pyroute2 import IPRoute
+        from dockyard.network import netlink
 
-        out = []
-        with IPRoute() as ipr:
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-            for route in ipr.get_routes(family=2):
-                dst = route.get_attr("RTA_DST")
-                if not dst or route["dst_len"] == 0:
-                    continue
-                if names.get(route.get_attr("RTA_OIF"), "") in self._bridges:
-                    continue
-                out.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-        return out
-
-    def _free_pool(self, used_text: list[str]) -> ipaddress.IPv4Network:
-        used = [ipaddress.ip_network(u, strict=False) for u in used_text if u] + self.host_routes()
-        for pool in DEFAULT_POOLS:
-            if not _overlaps(pool, used):
-                return pool
-        raise WrongState("all predefined address pools have been fully subnetted")
+        return [r for r in netlink.routed_subnets(frozenset(self._bridges))
+                if ipaddress.ip_network(r, strict=False).version == 4]
 
     def default_subnet(self, used: list[str]) -> tuple[str, str]:
-        pool = self._free_pool(used)
+        from dockyard.network import ipam
+
+        pool = ipam.pick_subnet([u for u in used if u] + self.host_routes())
         return str(pool), str(next(pool.hosts()))
 
     def plan_subnet(self, subnet: str, gateway: str, ip_range: str, used: list[str]) -> tuple[str, str, str]:
+        """A new network's subnet, gateway and ip-range: checked, or picked from Docker's pools."""
+        from dockyard.network import ipam
+
         if not subnet:
             if gateway or ip_range:
                 raise InvalidArgument("a gateway or an ip-range needs a subnet")
-            pool = self._free_pool(used)
-            return str(pool), str(next(pool.hosts())), ""
-        try:
-            net = ipaddress.ip_network(subnet, strict=False)
-        except ValueError as e:
-            raise InvalidArgument(f"invalid subnet {subnet}: {e}") from None
-        if net.version != 4:
+            subnet, gateway = self.default_subnet(used)
+        pool = ipam.Pool.create(subnet, gateway, ip_range)
+        if pool.subnet.version != 4:
             raise InvalidArgument("only IPv4 subnets are supported")
-        if net.prefixlen > 30:
-            raise InvalidArgument(f"subnet {subnet} is too small")
         for other in used:
-            if other and net.overlaps(ipaddress.ip_network(other, strict=False)):
-                raise AlreadyExists(f"invalid pool request: Pool overlaps with other one on this address space")
-        gw = gateway or str(next(net.hosts()))
-        if ipaddress.ip_address(gw) not in net:
-            raise InvalidArgument(f"gateway {gw} is not in subnet {net}")
-        if ip_range:
-            rng = ipaddress.ip_network(ip_range, strict=False)
-            if not rng.subnet_of(net):  # type: ignore[arg-type]
-                raise InvalidArgument(f"ip-range {ip_range} is not in subnet {net}")
-            ip_range = str(rng)
-        return str(net), gw, ip_range
+            if other and pool.subnet.overlaps(ipaddress.ip_network(other, strict=False)):
+                raise AlreadyExists("invalid pool request: Pool overlaps with other one on this address space")
+        return str(pool.subnet), str(pool.gateway), str(pool.ip_range) if pool.ip_range else ""
+
+    def _pool(self, net: Any) -> Any:
+        from dockyard.network import ipam
+
+        pool = self._pools.get(net.id)
+        if pool is None:
+            if not net.subnet:
+                raise InvalidArgument(f"network {net.name} has no subnet")
+            pool = self._pools[net.id] = ipam.Pool.create(net.subnet, net.gateway, net.ip_range)
+        return pool
 
     def check_address(self, net: Any, address: str) -> None:
-        if not net.subnet:
-            raise InvalidArgument(f"network {net.name} has no subnet")
         try:
-            ip = ipaddress.ip_address(address)
+            inside = self._pool(net).contains(address)
         except ValueError:
             raise InvalidArgument(f"invalid IPv4 address {address!r}") from None
-        subnet = ipaddress.ip_network(net.subnet)
-        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address) or str(ip) == net.gateway:
+        if not inside:
             raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {address}")
 
     def allocate(self, net: Any, requested: str = "") -> tuple[str, int]:
-        used = self._allocated.setdefault(net.id, set())
-        subnet = ipaddress.ip_network(net.subnet)
-        if requested:
-            self.check_address(net, requested)
-            if requested in used:
-                raise AlreadyExists(f"Address already in use: {requested}")
-            used.add(requested)
-            return requested, subnet.prefixlen
-        span = ipaddress.ip_network(net.ip_range) if net.ip_range else subnet
-        for host in span.hosts():
-            text = str(host)
-            if text != net.gateway and text not in used and host != subnet.broadcast_address:
-                used.add(text)
-                return text, subnet.prefixlen
-        raise WrongState(f"no available IPv4 addresses on network {net.name}")
+        pool = self._pool(net)
+        return pool.allocate(requested), pool.prefixlen
 
     def reserve(self, net: Any, address: str) -> None:
-        self._allocated.setdefault(net.id, set()).add(address)
+        self._pool(net).reserve(address)
 
     def release(self, net: Any, address: str) -> None:
-        self._allocated.get(net.id, set()).discard(address)
+        pool = self._pools.get(net.id)
+        if pool is not None:
+            pool.release(address)
 
     # --- links ---------------------------------------------------------------------------
 
     async def ensure_bridge(self, net: Any) -> None:
-        from dockyard.network import links as netlink
+        from dockyard.network import netlink
 
         if net.bridge in self._bridges:
             return
@@ -135,28 +97,28 @@ class Kernel:
         self._bridges.add(net.bridge)
 
     async def remove_bridge(self, net: Any) -> None:
-        from dockyard.network import links as netlink
+        from dockyard.network import netlink
 
         self._bridges.discard(net.bridge)
-        self._allocated.pop(net.id, None)
+        self._pools.pop(net.id, None)
         if net.bridge:
             await asyncio.to_thread(netlink.delete_link, net.bridge)
 
     async def attach(self, net: Any, netns: str, host_if: str, ifname: str, ip: str, prefix: int, mac: str,
                      default_route: bool) -> None:
-        from dockyard.network import links as netlink
+        from dockyard.network import netlink
 
         await asyncio.to_thread(netlink.create_veth_into, host_if, f"{host_if}p", netns, net.bridge,
                                 container_ifname=ifname, address_cidr=f"{ip}/{prefix}",
                                 gateway=net.gateway if default_route else None, mac=mac)
 
     async def delete_link(self, name: str) -> None:
-        from dockyard.network import links as netlink
+        from dockyard.network import netlink
 
         await asyncio.to_thread(netlink.delete_link, name)
 
     async def remove_interface(self, netns: str, ifname: str) -> None:
-        from dockyard.network import links as netlink
+        from dockyard.network import netlink
 
         await asyncio.to_thread(netlink.remove_interface_in, netns, ifname)
 
@@ -166,7 +128,7 @@ class Kernel:
         if not networks and not ports and not self._firewall_used:
             return  # nothing was ever set up: leave nftables alone (no bridge networks here)
         self._firewall_used = True
-        from dockyard.network import nftables as firewall
+        from dockyard.network import firewall
 
         bridges = [firewall.BridgeRule(n.bridge, n.subnet, n.internal) for n in networks
                    if n.bridge and n.bridge in self._bridges]

@@ -23,12 +23,14 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dockyard.errors import AlreadyExists, DockyardError, InvalidArgument, NotFound, WrongState
+from dockyard.network.ipam import mac_for
 from dockyard.utils.fileio import write_json_atomic
 
 log = logging.getLogger("dockyard.networks")
@@ -99,12 +101,6 @@ class NetworkStore:
             os.unlink(os.path.join(self.root, f"{net.id}.json"))
         except FileNotFoundError:
             pass
-
-
-def docker_mac(ip: str) -> str:
-    """Docker's MAC for an IPv4 address: 02:42 then the address's four bytes."""
-    parts = [int(p) for p in ip.split(".")]
-    return "02:42:" + ":".join(f"{p:02x}" for p in parts)
 
 
 def parse_port_bindings(bindings: dict[str, Any] | None) -> list[tuple[str, int, str, str]]:
@@ -304,8 +300,11 @@ class NetworkService:
         if aliases and not net.user_defined:
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
         dns_names = [c.name, c.id[:12], *aliases] if net.user_defined else None
-        return {"IPAMConfig": ipam or None, "Links": config.get("Links"), "Aliases": aliases or None,
-                "MacAddress": "", "DriverOpts": config.get("DriverOpts"), "NetworkID": net.id, "EndpointID": "",
+        mac = str(config.get("MacAddress") or "")
+        if mac and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+            raise InvalidArgument(f"invalid MAC address: {mac}")
+        return {"_RequestedMac": mac.lower() or None, "IPAMConfig": ipam or None, "Links": config.get("Links"),
+                "Aliases": aliases or None, "MacAddress": "", "DriverOpts": config.get("DriverOpts"), "NetworkID": net.id, "EndpointID": "",
                 "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "DNSNames": dns_names}
 
@@ -349,7 +348,7 @@ class NetworkService:
         await self.kernel.ensure_bridge(net)
         requested = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
         ip, prefix = self.kernel.allocate(net, requested)
-        mac = docker_mac(ip)
+        mac = ep.get("_RequestedMac") or mac_for(ip)
         host_if = f"veth{secrets.token_hex(4)[:7]}"
         try:
             await self.kernel.attach(net, netns, host_if, f"eth{index}", ip, prefix, mac, default_route=index == 0)
@@ -517,9 +516,7 @@ class NetworkService:
         net = self.get(ref)
         c = self.containers.get(container)
         ep = c.networks.get(net.name)
-        if ep is None:
-            if force:
-                return
+        if ep is None:  # also with force, as Docker does (force is for endpoints of vanished containers)
             raise WrongState(f"container {c.id[:12]} is not connected to network {net.name}")
         if net.driver != "bridge":
             raise WrongState(f"container cannot be disconnected from network {net.name}")

@@ -101,7 +101,8 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_app(services: Backend) -> web.Application:
-    from dockyard.daemon.api.docker import build, containerfs, containers, exec as exec_routes, images, networks, system
+    from dockyard.daemon.api.docker import (build, containerfs, containers, exec as exec_routes, images, networks,
+                                            swarm, system)
     from dockyard.daemon.api.docker import volumes
 
     app = web.Application(middlewares=[api_middleware], client_max_size=0)
@@ -115,5 +116,6 @@ def build_app(services: Backend) -> web.Application:
     exec_routes.register(router)
     build.register(router)
     networks.register(router)
+    swarm.register(router)
     volumes.register(router)
     return app

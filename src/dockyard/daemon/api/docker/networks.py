@@ -17,7 +17,7 @@ def network_json(service: Any, net: Any, verbose: bool = True) -> dict[str, Any]
     out: dict[str, Any] = {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
         "EnableIPv4": True, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None if not net.subnet else {}, "Config": ipam_config},
+        "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config},
         "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Options": dict(net.options), "Labels": dict(net.labels),
     }
