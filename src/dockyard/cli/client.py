@@ -73,6 +73,23 @@ def socket_path(host: str) -> str:
     return host[len("unix://"):]
 
 
+def json_messages(resp: Any) -> Iterator[dict[str, Any]]:
+    """Docker's JSON-lines progress stream, message by message; an error line raises CliError
+    (exit status: the error's code, else 1). Lines that are not JSON are skipped."""
+    for line in resp:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("error") or msg.get("errorDetail"):
+            detail = msg.get("errorDetail") or {}
+            raise CliError(str(msg.get("error") or detail.get("message")), int(detail.get("code") or 1))
+        yield msg
+
+
 def qs(params: dict[str, Any]) -> str:
     clean: dict[str, str] = {}
     for k, v in params.items():

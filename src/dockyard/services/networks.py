@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -453,34 +453,34 @@ class NetworkService:
 
         self._resolvers[c.id] = await self.kernel.start_resolver(netns, lookup, reverse)
 
+    def _peers(self, asking: Any) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+        """(network name, container, its endpoint) for every running container with an address
+        on a user-defined network `asking` is attached to."""
+        for net_name, mine in asking.networks.items():
+            net = self.networks.get(mine.get("NetworkID", ""))
+            if net is None or not net.user_defined:
+                continue
+            for other in self.containers.list():
+                ep = other.networks.get(net_name)
+                if ep and ep.get("IPAddress") and other.state.running:
+                    yield net_name, other, ep
+
     def resolve_name(self, asking: Any, name: str) -> list[str]:
         """The addresses `name` has on the user-defined networks `asking` is attached to."""
         name = name.rstrip(".").lower()
         found: list[str] = []
-        for net_name, mine in asking.networks.items():
-            net = self.networks.get(mine.get("NetworkID", ""))
-            if net is None or not net.user_defined:
-                continue
-            for other in self.containers.list():
-                ep = other.networks.get(net_name)
-                if not ep or not ep.get("IPAddress") or not other.state.running:
-                    continue
-                names = {other.name.lower(), other.id[:12], *(a.lower() for a in (ep.get("Aliases") or []))}
-                names |= {f"{n}.{net_name.lower()}" for n in list(names)}
-                if name in names and ep["IPAddress"] not in found:
-                    found.append(ep["IPAddress"])
+        for net_name, other, ep in self._peers(asking):
+            names = {other.name.lower(), other.id[:12], *(a.lower() for a in (ep.get("Aliases") or []))}
+            names |= {f"{n}.{net_name.lower()}" for n in list(names)}
+            if name in names and ep["IPAddress"] not in found:
+                found.append(ep["IPAddress"])
         return found
 
     def reverse_name(self, asking: Any, address: str) -> list[str]:
         """PTR: "name.network" for a container address on a network `asking` shares."""
-        for net_name, mine in asking.networks.items():
-            net = self.networks.get(mine.get("NetworkID", ""))
-            if net is None or not net.user_defined:
-                continue
-            for other in self.containers.list():
-                ep = other.networks.get(net_name)
-                if ep and ep.get("IPAddress") == address and other.state.running:
-                    return [f"{other.name}.{net_name}"]
+        for net_name, other, ep in self._peers(asking):
+            if ep["IPAddress"] == address:
+                return [f"{other.name}.{net_name}"]
         return []
 
     # --- connect, disconnect, restore -----------------------------------------------------

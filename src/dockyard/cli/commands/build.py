@@ -14,7 +14,7 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import CliError, Client
+from dockyard.cli.client import CliError, Client, json_messages
 from dockyard.cli.format import human_size
 
 BUILD_SPEC = Spec(
@@ -122,17 +122,7 @@ def cmd_build(client: Client, argv: list[str]) -> int:
 
 def _follow(resp: Any, quiet: bool) -> str:
     image_id = ""
-    for line in resp:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("error") or msg.get("errorDetail"):
-            detail = msg.get("errorDetail") or {}
-            raise CliError(str(msg.get("error") or detail.get("message")), int(detail.get("code") or 1))
+    for msg in json_messages(resp):
         if isinstance(msg.get("aux"), dict) and msg["aux"].get("ID"):
             image_id = msg["aux"]["ID"]
         elif msg.get("stream") and not quiet:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import Client, CliError, DaemonError, filters_json, q, qs
+from dockyard.cli.client import Client, CliError, DaemonError, filters_json, json_messages, q, qs
 from dockyard.cli.format import ago, human_size, render, short_id, table
 from dockyard.cli.progress import Progress
 
@@ -25,35 +25,35 @@ def _messages(resp: Any, out: IO[str], quiet: bool, label: str) -> None:
     lines; otherwise only the status lines are written, not each byte count."""
     bar = Progress(label)
     layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes so far, size)
-    for line in resp:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("error") or msg.get("errorDetail"):
-            bar.finish() if bar.done else None
-            raise CliError(str(msg.get("error") or msg["errorDetail"].get("message")), 1)
-        detail = msg.get("progressDetail") or {}
-        if detail.get("current"):
-            layers[str(msg.get("id"))] = (int(detail["current"]), int(detail.get("total") or 0))
-            if not quiet:
-                bar.set(sum(done for done, _ in layers.values()), sum(size for _, size in layers.values()) or None)
-            continue
-        if quiet or not (msg.get("stream") or msg.get("status")):
-            continue
-        bar.clear()
-        if msg.get("stream"):
-            out.write(msg["stream"])
-        else:
-            ident = msg.get("id")
-            out.write((f"{ident}: " if ident else "") + msg["status"] + "\n")
-        out.flush()
-        bar.redraw()
+    try:
+        for msg in json_messages(resp):
+            _show(msg, out, quiet, bar, layers)
+    except CliError:
+        if bar.done:
+            bar.finish()
+        raise
     if bar.done:
         bar.finish()
+
+
+def _show(msg: dict[str, Any], out: IO[str], quiet: bool, bar: Progress, layers: dict[str, tuple[int, int]]) -> None:
+    """One message: a layer's byte count feeds the bar; a status or stream line is written."""
+    detail = msg.get("progressDetail") or {}
+    if detail.get("current"):
+        layers[str(msg.get("id"))] = (int(detail["current"]), int(detail.get("total") or 0))
+        if not quiet:
+            bar.set(sum(done for done, _ in layers.values()), sum(size for _, size in layers.values()) or None)
+        return
+    if quiet or not (msg.get("stream") or msg.get("status")):
+        return
+    bar.clear()
+    if msg.get("stream"):
+        out.write(msg["stream"])
+    else:
+        ident = msg.get("id")
+        out.write((f"{ident}: " if ident else "") + msg["status"] + "\n")
+    out.flush()
+    bar.redraw()
 
 
 def pull_image(client: Client, image: str, quiet: bool = False, out: IO[str] = sys.stdout) -> None:
