@@ -308,3 +308,17 @@ def test_same_image_as_docker(daemon: Dockyardd, tmp_path: Path, http_server: st
         docker(daemon, "rmi", "-f", tag)
         problems = stop_engine(engine)
         assert not problems, problems
+
+
+def test_workdir_is_created_in_the_image(daemon: Dockyardd, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nWORKDIR /made/by/workdir\nCMD ["pwd"]\n')
+    tag = f"dy-workdir-{os.getpid()}"
+    r = build(daemon, tmp_path, "-t", tag)
+    try:
+        assert r.ok, explain(daemon, r)
+        out = docker(daemon, "run", "--rm", tag)
+        assert out.ok and out.stdout == "/made/by/workdir\n", explain(daemon, out)
+        diff = docker(daemon, "run", "--rm", "-w", "/", tag, "ls", "-d", "/made/by/workdir")
+        assert diff.ok, explain(daemon, diff)
+    finally:
+        docker(daemon, "rmi", "-f", tag)

@@ -374,6 +374,9 @@ class _Build:
         try:
             if keyword == "ARG":
                 await self._arg(state, ins)
+            elif keyword == "WORKDIR":
+                comment = METADATA[keyword](state, ins, self.lexer, self.options.build_args)
+                await self._workdir(state, comment)
             elif keyword in METADATA:
                 comment = METADATA[keyword](state, ins, self.lexer, self.options.build_args)
                 await self._nop(state, comment)
@@ -431,6 +434,25 @@ class _Build:
             created_by=f"{shell} #(nop)  {comment}")
         state.image_id = str(image.id)
         self.service.cache.put(key, state.image_id)
+
+    async def _workdir(self, state: StageState, comment: str) -> None:
+        """WORKDIR: the directory is made in the image when it is missing (a layer), as Docker does."""
+        key, hit = self._lookup(state, ["workdir", comment])
+        if hit:
+            self._hit(state, hit)
+            return
+        image = await asyncio.to_thread(self._workdir_commit, state, str(state.config.get("WorkingDir") or "/"),
+                                        f"{' '.join(state.shell)} #(nop)  {comment}")
+        state.image_id = str(image.id)
+        self.service.cache.put(key, state.image_id)
+
+    def _workdir_commit(self, state: StageState, path: str, created_by: str) -> Any:
+        def make(root: int) -> bool:
+            if fscopy.is_directory(root, path):
+                return False
+            fscopy.make_dirs(root, path)
+            return True
+        return self._in_snapshot(state, make, created_by)
 
     async def _run(self, state: StageState, ins: df.Instruction) -> None:
         if state.image_id is None:
@@ -619,6 +641,16 @@ class _Build:
         self.service.store.remove_container(key)
 
     def _copy_commit(self, state: StageState, plan: CopyPlan, created_by: str) -> Any:
+        def copy(root: int) -> bool:
+            target = os.readlink(f"/proc/self/fd/{root}")
+            uid, gid = owner_ids(target, plan.chown) if plan.chown else (0, 0)
+            copy_into(root, plan, uid, gid)
+            return True
+        return self._in_snapshot(state, copy, created_by)
+
+    def _in_snapshot(self, state: StageState, change: Any, created_by: str) -> Any:
+        """Run `change(root_fd)` in a writable snapshot of the stage's image; commit a layer when it
+        says it changed something, else an empty-layer step."""
         from dockyard.snapshot.mount import mount_all, unmount
 
         store = self.service.store
@@ -631,15 +663,14 @@ class _Build:
             try:
                 root = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    uid, gid = owner_ids(target, plan.chown) if plan.chown else (0, 0)
-                    copy_into(root, plan, uid, gid)
+                    changed = change(root)
                 finally:
                     os.close(root)
             finally:
                 unmount(target)
-            return image_containers.derive_image(store, state.image_id, store.snapshots.upper_dir(key),
-                                                 container_config=_copy(state.config), author=state.author,
-                                                 history_author=False, created_by=created_by)
+            upper = store.snapshots.upper_dir(key) if changed else None
+            return image_containers.derive_image(store, state.image_id, upper, container_config=_copy(state.config),
+                                                 author=state.author, history_author=False, created_by=created_by)
         finally:
             os.rmdir(target)
             store.remove_container(key)

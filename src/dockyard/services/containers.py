@@ -358,6 +358,7 @@ class ContainerService:
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, netns, self.daemon_config.init_path,
                                   **({} if volumes is None else {"volumes": volumes}))
+        await asyncio.to_thread(_ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
     async def _create_task(self, c: Container, image_config: dict[str, Any] | None = None) -> None:
@@ -1067,6 +1068,23 @@ def _restart_policy_check(host_config: dict[str, Any]) -> tuple[str, int]:
     if name != "no" and host_config.get("AutoRemove"):
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     return name, count
+
+
+def _ensure_working_dir(rootfs: str, cwd: str) -> None:
+    """Docker makes a missing working directory (`-w`, the image's WorkingDir) before the start,
+    resolved inside the container's root, owned by root."""
+    from dockyard.services import fscopy
+
+    if cwd in ("", "/"):
+        return
+    fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if not fscopy.is_directory(fd, cwd):
+            fscopy.make_dirs(fd, cwd)
+    except (InvalidArgument, NotFound, OSError) as e:
+        raise InvalidArgument(f"cannot make the working directory {cwd}: {e}") from None
+    finally:
+        os.close(fd)
 
 
 def _refuse_networking(host_config: dict[str, Any], networking: dict[str, Any] | None) -> None:
