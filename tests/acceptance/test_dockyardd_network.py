@@ -145,6 +145,17 @@ def test_published_port_on_daemon_loopback(netd: tuple[Dockyardd, str]) -> None:
         assert "hello" in out.stdout, out
     finally:
         docker(d, "rm", "-f", name)
+    # -P publishes the image's (here: the run's) exposed ports on free host ports
+    name = f"puball{os.getpid()}"
+    try:
+        r = docker(d, "run", "-d", "--name", name, "--expose", "80", "-P", "busybox", "sh", "-c", SERVE)
+        assert r.ok, explain(d, r)
+        port = docker(d, "port", name, "80/tcp")
+        assert port.ok and port.stdout.startswith("0.0.0.0:"), port
+        host_port = port.stdout.split()[0].rsplit(":", 1)[1]
+        assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", f"http://127.0.0.1:{host_port}/index.html").stdout)
+    finally:
+        docker(d, "rm", "-f", name)
     out = in_ns(ns, "timeout", "3", "wget", "-qO-", "http://127.0.0.1:18080/index.html")
     assert out.returncode in (1, 4, 124), out  # the proxy went with the container: refused (GNU wget: 4)
 
