@@ -39,7 +39,8 @@ class Kernel:
         pool = ipam.pick_subnet([u for u in used if u] + self.host_routes())
         return str(pool), str(next(pool.hosts()))
 
-    def plan_subnet(self, subnet: str, gateway: str, ip_range: str, used: list[str]) -> tuple[str, str, str]:
+    def plan_subnet(self, subnet: str, gateway: str, ip_range: str, used: list[str],
+                    aux_addresses: dict[str, str] | None = None) -> tuple[str, str, str]:
         """A new network's subnet, gateway and ip-range: checked, or picked from Docker's pools."""
         from dockyard.network import ipam
 
@@ -47,7 +48,7 @@ class Kernel:
             if gateway or ip_range:
                 raise InvalidArgument("a gateway or an ip-range needs a subnet")
             subnet, gateway = self.default_subnet(used)
-        pool = ipam.Pool.create(subnet, gateway, ip_range)
+        pool = ipam.Pool.create(subnet, gateway, ip_range, aux_addresses)
         if pool.subnet.version != 4:
             raise InvalidArgument("only IPv4 subnets are supported")
         for other in used:
@@ -62,7 +63,8 @@ class Kernel:
         if pool is None:
             if not net.subnet:
                 raise InvalidArgument(f"network {net.name} has no subnet")
-            pool = self._pools[net.id] = ipam.Pool.create(net.subnet, net.gateway, net.ip_range)
+            pool = self._pools[net.id] = ipam.Pool.create(net.subnet, net.gateway, net.ip_range,
+                                                          getattr(net, "aux_addresses", None) or None)
         return pool
 
     def check_address(self, net: Any, address: str) -> None:

@@ -48,6 +48,7 @@ class Network:
     subnet: str = ""
     gateway: str = ""
     ip_range: str = ""
+    aux_addresses: dict[str, str] = field(default_factory=dict)   # IPAM AuxiliaryAddresses: never handed out
     internal: bool = False
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -217,11 +218,12 @@ class NetworkService:
             conf = (ipam_config or [{}])[0]
             used = [n.subnet for n in self.networks.values() if n.subnet]
             # in a thread: pyroute2 runs an event loop of its own
+            aux = {str(k): str(v) for k, v in (conf.get("AuxiliaryAddresses") or {}).items()}
             subnet, gateway, ip_range = await asyncio.to_thread(
                 self.kernel.plan_subnet, conf.get("Subnet") or "", conf.get("Gateway") or "", conf.get("IPRange") or "",
-                used)
-            net = Network(secrets.token_hex(32), name, "bridge", now_rfc3339(), subnet, gateway, ip_range, internal,
-                          attachable, dict(labels or {}), dict(options or {}))
+                used, aux)
+            net = Network(secrets.token_hex(32), name, "bridge", now_rfc3339(), subnet, gateway, ip_range, aux,
+                          internal, attachable, dict(labels or {}), dict(options or {}))
             net.bridge = (options or {}).get("com.docker.network.bridge.name") or f"dy-{net.id[:12]}"
             if len(net.bridge) > 15:
                 raise InvalidArgument(f"bridge name {net.bridge!r} is longer than 15 characters")

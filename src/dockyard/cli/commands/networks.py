@@ -42,11 +42,13 @@ def _labels(values: list[str]) -> dict[str, str]:
 def cmd_network_create(client: Client, argv: list[str]) -> int:
     p = Spec(F("-d", "--driver", value=True), F("--subnet", value=True), F("--gateway", value=True),
              F("--ip-range", value=True), F("--internal"), F("--attachable"), F("--label", multi=True),
-             F("-o", "--opt", multi=True)).parse(argv)
+             F("-o", "--opt", multi=True), F("--aux-address", multi=True)).parse(argv)
     if len(p.positionals) != 1:
         raise UsageError('"network create" requires exactly 1 argument.')
     ipam: dict[str, Any] = {"Driver": "default", "Config": []}
     conf = {k: v for k, v in (("Subnet", p["subnet"]), ("Gateway", p["gateway"]), ("IPRange", p["ip_range"])) if v}
+    if p["aux_address"]:
+        conf["AuxiliaryAddresses"] = _labels(p["aux_address"])
     if conf:
         ipam["Config"] = [conf]
     body = {"Name": p.positionals[0], "Driver": p["driver"] or "bridge", "IPAM": ipam,

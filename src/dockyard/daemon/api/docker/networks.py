@@ -12,8 +12,8 @@ from dockyard.errors import InvalidArgument, NotImplementedFeature
 
 
 def network_json(service: Any, net: Any, verbose: bool = True) -> dict[str, Any]:
-    ipam_config = [{k: v for k, v in (("Subnet", net.subnet), ("Gateway", net.gateway), ("IPRange", net.ip_range))
-                    if v}] if net.subnet else []
+    ipam_config = [{k: v for k, v in (("Subnet", net.subnet), ("Gateway", net.gateway), ("IPRange", net.ip_range),
+                                      ("AuxiliaryAddresses", net.aux_addresses)) if v}] if net.subnet else []
     out: dict[str, Any] = {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
         "EnableIPv4": True, "EnableIPv6": False,
