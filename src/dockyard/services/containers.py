@@ -358,7 +358,7 @@ class ContainerService:
         spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, netns, self.daemon_config.init_path,
                                   **({} if volumes is None else {"volumes": volumes}))
-        await asyncio.to_thread(_ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
+        await asyncio.to_thread(ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
     async def _create_task(self, c: Container, image_config: dict[str, Any] | None = None) -> None:
@@ -1070,7 +1070,7 @@ def _restart_policy_check(host_config: dict[str, Any]) -> tuple[str, int]:
     return name, count
 
 
-def _ensure_working_dir(rootfs: str, cwd: str) -> None:
+def ensure_working_dir(rootfs: str, cwd: str) -> None:
     """Docker makes a missing working directory (`-w`, the image's WorkingDir) before the start,
     resolved inside the container's root, owned by root."""
     from dockyard.services import fscopy

@@ -76,7 +76,9 @@ class ExecService:
                             config.get("User") or "", config.get("WorkingDir") or "", bool(config.get("Tty")),
                             bool(config.get("AttachStdin")), bool(config.get("AttachStdout")),
                             bool(config.get("AttachStderr")), bool(config.get("Privileged")),
-                            config.get("DetachKeys") or "", (int(size[0]), int(size[1])) if size else None)
+                            # Go decodes JSON field names case-insensitively: docker-py sends "detachKeys"
+                            config.get("DetachKeys") or config.get("detachKeys") or "",
+                            (int(size[0]), int(size[1])) if size else None)
         self.execs[record.id] = record
         self.events.publish("container", f"exec_create: {' '.join(record.cmd)}", c.id,
                             {"name": c.name, "image": c.image, "execID": record.id})
@@ -123,6 +125,11 @@ class ExecService:
         if console_size:
             record.console_size = console_size
         process = self._process(c, record)
+        if record.working_dir and c.state.pid:
+            # as for the container: a missing working directory is made (inside the container's root)
+            from dockyard.services.containers import ensure_working_dir
+
+            await asyncio.to_thread(ensure_working_dir, f"/proc/{c.state.pid}/root", record.working_dir)
         shim = await self.containers.shim()
         record.started = True
         record.running = True

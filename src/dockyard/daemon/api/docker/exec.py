@@ -49,7 +49,10 @@ async def start(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.TimeoutError):
             await execs.wait(record.id, timeout=EXIT_GRACE)
 
-    return await hijack.session(request, content_type, reader, writer, stdin=record.attach_stdin, before_close=exited)
+    # the exec's DetachKeys (docker-py and the CLI send the client's configured ones), else ctrl-p ctrl-q
+    detach_keys = hijack.parse_detach_keys(getattr(record, "detach_keys", "") or None) if record.tty else b""
+    return await hijack.session(request, content_type, reader, writer, stdin=record.attach_stdin, before_close=exited,
+                                detach_keys=detach_keys)
 
 
 async def _report_failure(request: web.Request, record: object, message: str, body: dict) -> web.StreamResponse:
