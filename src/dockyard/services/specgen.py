@@ -4,9 +4,9 @@ Pure translation except for reading the rootfs's /etc/passwd and /etc/group and 
 --device) stat-ing host devices.  ``config``/``host_config`` may be the engine's dataclasses or
 Docker API JSON dicts (converted with ``from_docker``, which refuses unsupported fields).
 
-Networking: ``host`` shares the host's network namespace; every other mode (``none``,
-``bridge``, default) gets a new namespace - empty unless ``netns_path`` names one to join -
-because bridge networking is a later issue.
+Networking: ``host`` shares the host's network namespace; ``container:<id>`` joins the one
+``netns_path`` names; every other mode gets a new namespace, which the network service fills
+(veths, addresses, routes) after the runtime made it and before the process starts.
 """
 from __future__ import annotations
 
