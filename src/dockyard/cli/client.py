@@ -196,6 +196,17 @@ class Client:
         except ValueError:
             return text.decode(errors="replace")
 
+    def get_each(self, paths: list[str], prefix: str = "") -> tuple[list[Any], int]:
+        """GET every path: the documents found, and 1 when some failed (each failure printed)."""
+        found, code = [], 0
+        for path in paths:
+            try:
+                found.append(self.get(path))
+            except DaemonError as e:
+                print(f"{prefix}{e}", file=sys.stderr)
+                code = 1
+        return found, code
+
     def get(self, path: str) -> Any:
         return self.call("GET", path)
 

@@ -79,3 +79,12 @@ def render(template: str, record: dict[str, Any]) -> str:
 def short_id(ident: str, trunc: bool = True) -> str:
     ident = ident.split(":", 1)[1] if ident.startswith("sha256:") else ident
     return ident[:12] if trunc else ident
+
+
+def print_documents(found: list[Any], template: str | None) -> None:
+    """`inspect`'s output: each document through --format, else all of them as indented JSON."""
+    if template:
+        for item in found:
+            print(render(template, item))
+    else:
+        print(json.dumps(found, indent=4))

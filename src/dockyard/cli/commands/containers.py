@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import Client, CliError, DaemonError, filters_json, q, qs
+from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
 from dockyard.cli.format import ago, render, short_id, table
 
 

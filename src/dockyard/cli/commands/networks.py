@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
-from dockyard.cli.format import render, table
+from dockyard.cli.format import print_documents, render, table
 
 
 def cmd_network_ls(client: Client, argv: list[str]) -> int:
@@ -63,18 +62,8 @@ def cmd_network_inspect(client: Client, argv: list[str]) -> int:
     p = Spec(F("-f", "--format", value=True), F("-v", "--verbose")).parse(argv)
     if not p.positionals:
         raise UsageError('"network inspect" requires at least 1 argument.')
-    found, code = [], 0
-    for name in p.positionals:
-        try:
-            found.append(client.get(f"/networks/{q(name)}"))
-        except DaemonError as e:
-            print(e, file=sys.stderr)
-            code = 1
-    if p["format"]:
-        for item in found:
-            print(render(p["format"], item))
-    else:
-        print(json.dumps(found, indent=4))
+    found, code = client.get_each([f"/networks/{q(name)}" for name in p.positionals])
+    print_documents(found, p["format"])
     return code
 
 

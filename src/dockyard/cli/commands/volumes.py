@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
-from dockyard.cli.format import human_size, render, table
+from dockyard.cli.format import human_size, print_documents, render, table
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -52,18 +51,8 @@ def cmd_inspect(client: Client, argv: list[str]) -> int:
     p = Spec(F("-f", "--format", value=True)).parse(argv)
     if not p.positionals:
         raise UsageError('"volume inspect" requires at least 1 argument.')
-    found, code = [], 0
-    for name in p.positionals:
-        try:
-            found.append(client.get(f"/volumes/{q(name)}"))
-        except DaemonError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            code = 1
-    if p["format"]:
-        for v in found:
-            print(render(p["format"], v))
-    else:
-        print(json.dumps(found, indent=4))
+    found, code = client.get_each([f"/volumes/{q(name)}" for name in p.positionals], prefix="Error: ")
+    print_documents(found, p["format"])
     return code
 
 
