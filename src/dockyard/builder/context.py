@@ -8,14 +8,13 @@ keeps the cache.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import posixpath
-import re
 import stat
 from dataclasses import dataclass
 
+from dockyard.builder.dockerignore import component_matches
 from dockyard.errors import InvalidArgument, NotFound
 
 
@@ -35,12 +34,6 @@ def clean(path: str) -> str:
 
 def has_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
-
-
-def _match(pattern: str, name: str) -> bool:
-    """Go's filepath.Match for one path component (``*`` never crosses ``/``)."""
-    go = re.sub(r"\[\^", "[!", pattern)  # Go negates a class with ^, fnmatch with !
-    return re.fullmatch(fnmatch.translate(go), name) is not None
 
 
 class BuildContext:
@@ -99,7 +92,7 @@ class BuildContext:
             return []
         out: list[Source] = []
         for name in names:
-            if not (_match(head, name) if has_glob(head) else name == head):
+            if not (component_matches(head, name) if has_glob(head) else name == head):
                 continue
             rel = f"{base}/{name}" if base else name
             full = self.path(rel)

@@ -193,8 +193,8 @@ class _Pattern:
         return any(self.match("/".join(parts[:i])) for i in range(1, len(parts)))
 
 
-def _component_matches(pattern: str, name: str) -> bool:
-    """Whether one pattern component could match one path component."""
+def component_matches(pattern: str, name: str) -> bool:
+    """Whether one pattern component (Go's filepath.Match syntax) matches one path component."""
     return _Pattern(pattern, False).match(name)
 
 
@@ -252,7 +252,7 @@ class IgnoreMatcher:
             component = pattern.dirs[index]
             if "**" in component:
                 return True
-            if not _component_matches(component, name):
+            if not component_matches(component, name):
                 return False
         return True
 

@@ -21,7 +21,6 @@ from dockyard.builder.shell import Lexer
 from dockyard.errors import InvalidArgument
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # usable without an ARG line, and left out of the image history (Docker's list)
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -81,9 +80,6 @@ class StageState:
         else:
             env.append(f"{key}={value}")
         self.config["Env"] = env
-
-
-Expand = Callable[[str], str]
 
 
 def _words(lexer: Lexer, env: dict[str, str], values: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from dockyard.image import containers as image_containers
 from dockyard.services import fscopy
 from dockyard.services.buildfiles import CopyPlan, copy_into, fetch_url, owner_ids
 from dockyard.services.containers import ContainerService
+from dockyard.services.specgen import DEFAULT_PATH
 from dockyard.services.images import ImageService
 
 log = logging.getLogger("dockyard.build")
@@ -59,8 +60,8 @@ class BuildOptions:
     target: str = ""
     quiet: bool = False
     network_mode: str = ""
-    remove: bool = True          # rm: remove intermediate containers after a successful step
-    force_remove: bool = False   # forcerm: also after a failed one
+    remove: bool = True          # rm: remove a successful step's container (a failed one's always goes)
+    force_remove: bool = False   # forcerm: remove them even without rm
     platform: str = ""
 
 
@@ -278,9 +279,7 @@ class _Build:
     async def execute(self) -> str:
         parsed = self._read_dockerfile()
         self.parsed = parsed
-        self.lexer = Lexer(parsed.escape)
-        if not parsed.stages:
-            raise InvalidArgument("the Dockerfile has no FROM instruction")
+        self.lexer = Lexer(parsed.escape)  # the parser guarantees at least one stage
         meta = self._meta_args(parsed)
         self.meta = meta
         needed = self._needed(parsed, meta)
@@ -341,7 +340,7 @@ class _Build:
             state.author = parent.author
             return state
         if base.lower() == "scratch":
-            state.config = {"Env": [DEFAULT_PATH_ENV]}
+            state.config = {"Env": [f"PATH={DEFAULT_PATH}"]}
             return state
         image = await self._image(base)
         state.image_id = str(image.id)
@@ -386,11 +385,9 @@ class _Build:
                 await self._copy(state, ins)
             else:
                 raise InvalidArgument(f"unknown instruction: {keyword}")
-        except (BuildError, NotImplementedFeature):
+        except (BuildError, NotImplementedFeature, df.DockerfileError):
             raise
         except DockyardError as e:
-            if isinstance(e, df.DockerfileError):
-                raise
             raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword}: {e}") from None
 
     async def _arg(self, state: StageState, ins: df.Instruction) -> None:
@@ -427,11 +424,10 @@ class _Build:
         if hit:
             self._hit(state, hit)
             return
-        shell = " ".join(state.shell)
         image = await asyncio.to_thread(
             image_containers.derive_image, self.service.store, state.image_id, None,
             container_config=_copy(state.config), author=state.author, history_author=False,
-            created_by=f"{shell} #(nop)  {comment}")
+            created_by=_nop_history(state, comment))
         state.image_id = str(image.id)
         self.service.cache.put(key, state.image_id)
 
@@ -442,12 +438,12 @@ class _Build:
             self._hit(state, hit)
             return
         image = await asyncio.to_thread(self._workdir_commit, state, str(state.config.get("WorkingDir") or "/"),
-                                        f"{' '.join(state.shell)} #(nop)  {comment}")
+                                        _nop_history(state, comment))
         state.image_id = str(image.id)
         self.service.cache.put(key, state.image_id)
 
     def _workdir_commit(self, state: StageState, path: str, created_by: str) -> Any:
-        def make(root: int) -> bool:
+        def make(root: int, mountpoint: str) -> bool:
             if fscopy.is_directory(root, path):
                 return False
             fscopy.make_dirs(root, path)
@@ -461,9 +457,7 @@ class _Build:
         unsupported = [name for name, _ in ins.flags if name not in ("network",)]
         if unsupported:
             raise NotImplementedFeature(f"RUN --{unsupported[0]} is not implemented")
-        argv = command_line(state, ins)
-        if ins.heredocs:
-            argv = _heredoc_command(state, ins, self.lexer, self.options.build_args)
+        argv = _heredoc_command(state, ins) if ins.heredocs else command_line(state, ins)
         args = state.arg_values(self.options.build_args)
         env_keys = set(state.env())
         visible = {k: v for k, v in args.items() if k not in env_keys}
@@ -493,10 +487,12 @@ class _Build:
             if code != 0:
                 shown = " ".join(argv) if not ins.json_form else _json(argv)
                 raise BuildError(f"The command '{shown}' returned a non-zero code: {code}", code)
+            await containers.unmount_rootfs(c.id)  # its changes are read from the upper dir
             image = await asyncio.to_thread(self._commit_container, c.id, state, created_by)
             ok = True
         finally:
-            if ok and self.options.remove or self.options.force_remove or not ok:
+            # a failed step's container always goes (so does a successful one's, with rm or forcerm)
+            if not ok or self.options.remove or self.options.force_remove:
                 try:
                     await containers.remove(c.id, force=True)
                 except DockyardError as e:
@@ -532,11 +528,6 @@ class _Build:
 
     def _commit_container(self, cid: str, state: StageState, created_by: str) -> Any:
         store = self.service.store
-        rootfs = os.path.join(self.service.containers.bundle(cid), "rootfs")
-        if os.path.ismount(rootfs):
-            from dockyard.snapshot.mount import unmount
-
-            unmount(rootfs)
         upper = store.snapshots.upper_dir(cid)
         _drop_mount_points(upper, store.snapshots.lower_dirs(cid))
         return image_containers.derive_image(store, state.image_id, upper, container_config=_copy(state.config),
@@ -545,12 +536,10 @@ class _Build:
     async def _copy(self, state: StageState, ins: df.Instruction) -> None:
         keyword = ins.keyword
         for name, _ in ins.flags:
-            if name not in ("from", "chown", "chmod", "link", "checksum") or (name == "checksum" and keyword == "COPY") \
-                    or (name == "from" and keyword == "ADD"):
+            if name not in ("from", "chown", "chmod", "link", "checksum"):  # the parser checked the rest
                 raise NotImplementedFeature(f"{keyword} --{name} is not implemented")
         scope = state.expansion_env(self.options.build_args)
-        words = [self.lexer.process_word(w, scope) for w in ins.args] if not ins.json_form else \
-            [self.lexer.process_word(w, scope) for w in ins.args]
+        words = [self.lexer.process_word(w, scope) for w in ins.args]
         if len(words) < 2 and not ins.heredocs:
             raise InvalidArgument(f"{keyword} requires at least two arguments, but only one was provided. "
                                   "Destination could not be determined")
@@ -641,15 +630,14 @@ class _Build:
         self.service.store.remove_container(key)
 
     def _copy_commit(self, state: StageState, plan: CopyPlan, created_by: str) -> Any:
-        def copy(root: int) -> bool:
-            target = os.readlink(f"/proc/self/fd/{root}")
-            uid, gid = owner_ids(target, plan.chown) if plan.chown else (0, 0)
+        def copy(root: int, mountpoint: str) -> bool:
+            uid, gid = owner_ids(mountpoint, plan.chown) if plan.chown else (0, 0)
             copy_into(root, plan, uid, gid)
             return True
         return self._in_snapshot(state, copy, created_by)
 
     def _in_snapshot(self, state: StageState, change: Any, created_by: str) -> Any:
-        """Run `change(root_fd)` in a writable snapshot of the stage's image; commit a layer when it
+        """Run `change(root_fd, mountpoint)` in a writable snapshot of the stage's image; commit a layer when it
         says it changed something, else an empty-layer step."""
         from dockyard.snapshot.mount import mount_all, unmount
 
@@ -663,7 +651,7 @@ class _Build:
             try:
                 root = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    changed = change(root)
+                    changed = change(root, target)
                 finally:
                     os.close(root)
             finally:
@@ -675,8 +663,6 @@ class _Build:
             os.rmdir(target)
             store.remove_container(key)
 
-
-DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # what the runtime creates to mount on when the image lacks it; not part of a RUN's changes
 _MOUNT_POINTS = ("etc/hosts", "etc/hostname", "etc/resolv.conf", "dev", "proc", "sys")
@@ -711,7 +697,12 @@ def _parse_trigger(text: str) -> df.Instruction:
     return parsed.stages[0].instructions[0]
 
 
-def _heredoc_command(state: StageState, ins: df.Instruction, lexer: Lexer, build_args: dict[str, str]) -> list[str]:
+def _nop_history(state: StageState, comment: str) -> str:
+    """The history line Docker's builder writes for a step that runs nothing."""
+    return f"{' '.join(state.shell)} #(nop)  {comment}"
+
+
+def _heredoc_command(state: StageState, ins: df.Instruction) -> list[str]:
     """RUN <<EOF ... EOF: the body becomes the script the shell runs (Docker's dockerfile 1.4 rule:
     a lone heredoc with no command runs as a shell script; `cmd <<EOF` feeds it as stdin)."""
     first = ins.args[0].strip() if ins.args else ""
