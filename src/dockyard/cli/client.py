@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlencode
 
 API = "/v1.45"
@@ -71,6 +71,12 @@ def socket_path(host: str) -> str:
     if not host.startswith("unix://"):
         raise CliError(f"unsupported host {host!r}: only unix:// sockets are implemented")
     return host[len("unix://"):]
+
+
+def read_chunks(source: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's content in chunks (a request body to stream)."""
+    while chunk := source.read(size):
+        yield chunk
 
 
 def json_messages(resp: Any) -> Iterator[dict[str, Any]]:

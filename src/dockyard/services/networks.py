@@ -131,11 +131,6 @@ class _Published:
     proxy: Any = None
 
 
-class NetworkError(DockyardError):
-    pass
-
-
-Lookup = Callable[[str], list[str]]
 
 
 class NetworkService:
@@ -366,13 +361,17 @@ class NetworkService:
             await self._release(c)
             await self._sync_firewall()
 
-    async def _release(self, c: Any) -> None:
-        resolver = self._resolvers.pop(c.id, None)
+    async def _stop_helpers(self, cid: str) -> None:
+        """The container's DNS resolver and port proxies stop."""
+        resolver = self._resolvers.pop(cid, None)
         if resolver is not None:
             await resolver.close()
-        for pub in self._published.pop(c.id, []):
+        for pub in self._published.pop(cid, []):
             if pub.proxy is not None:
                 await pub.proxy.close()
+
+    async def _release(self, c: Any) -> None:
+        await self._stop_helpers(c.id)
         for ep in c.networks.values():
             net = self.networks.get(ep.get("NetworkID", ""))
             if net is not None and ep.get("IPAddress"):
@@ -565,14 +564,8 @@ class NetworkService:
 
     async def close(self) -> None:
         """Daemon shutdown: resolvers and proxies stop (the containers and their rules stay)."""
-        for resolver in self._resolvers.values():
-            await resolver.close()
-        self._resolvers.clear()
-        for pubs in self._published.values():
-            for pub in pubs:
-                if pub.proxy is not None:
-                    await pub.proxy.close()
-        self._published.clear()
+        for cid in set(self._resolvers) | set(self._published):
+            await self._stop_helpers(cid)
 
 
 def _has_namespace(c: Any) -> bool:

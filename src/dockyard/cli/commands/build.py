@@ -9,12 +9,11 @@ import secrets
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import urlencode
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import CliError, Client, json_messages
+from dockyard.cli.client import CliError, Client, json_messages, read_chunks
 from dockyard.cli.format import human_size
 
 BUILD_SPEC = Spec(
@@ -79,11 +78,6 @@ def _context_tar(context: str, dockerfile: str | None, stdin_dockerfile: bytes |
     return spool, name, size
 
 
-def _chunks(source: IO[bytes]) -> Iterator[bytes]:
-    while chunk := source.read(1 << 20):
-        yield chunk
-
-
 def cmd_build(client: Client, argv: list[str]) -> int:
     p = BUILD_SPEC.parse(argv)
     if len(p.positionals) != 1:
@@ -110,7 +104,7 @@ def cmd_build(client: Client, argv: list[str]) -> int:
     }
     query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
     with spool:
-        resp = client.stream_upload("/build?" + query, _chunks(spool), "application/x-tar")
+        resp = client.stream_upload("/build?" + query, read_chunks(spool), "application/x-tar")
     image_id = _follow(resp, quiet)
     if p["iidfile"]:
         with open(p["iidfile"], "w", encoding="utf-8") as handle:

@@ -20,10 +20,10 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import CliError, Client, DaemonError, q
+from dockyard.cli.client import CliError, Client, DaemonError, q, read_chunks
 
 CP_SPEC = Spec(F("-a", "--archive"), F("-L", "--follow-link"), F("-q", "--quiet"))
 
@@ -150,7 +150,7 @@ def _extract(tar: tarfile.TarFile, target_dir: str, base: str, rename: str | Non
 
 def _to_container(client: Client, src: str, container: str, dst: str, archive: bool, follow: bool) -> int:
     if src == "-":
-        return _put(client, container, dst, _read_stdin())
+        return _put(client, container, dst, read_chunks(sys.stdin.buffer))
     if not os.path.lexists(src):
         raise CliError(f"lstat {src}: no such file or directory", 1)
     if follow and os.path.islink(src):
@@ -178,7 +178,7 @@ def _to_container(client: Client, src: str, container: str, dst: str, archive: b
                 elif ti.isdir() or ti.issym() or ti.islnk():
                     tar.addfile(ti)
         spool.seek(0)
-        return _put(client, container, extract_at, _chunks(spool), copy_uid_gid=archive)
+        return _put(client, container, extract_at, read_chunks(spool), copy_uid_gid=archive)
 
 
 def _walk(src: str, arcname: str) -> Iterator[tuple[str, str]]:
@@ -189,16 +189,6 @@ def _walk(src: str, arcname: str) -> Iterator[tuple[str, str]]:
             rel = os.path.relpath(dirpath, src)
             for name in sorted(dirnames) + sorted(filenames):
                 yield os.path.join(dirpath, name), posixpath.normpath(posixpath.join(arcname, rel, name))
-
-
-def _read_stdin() -> Iterator[bytes]:
-    while chunk := sys.stdin.buffer.read(1 << 20):
-        yield chunk
-
-
-def _chunks(source: IO[bytes]) -> Iterator[bytes]:
-    while chunk := source.read(1 << 20):
-        yield chunk
 
 
 def _put(client: Client, container: str, path: str, chunks: Iterator[bytes], copy_uid_gid: bool = False) -> int:

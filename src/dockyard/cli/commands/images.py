@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from dockyard.cli.args import F, Spec, UsageError
-from dockyard.cli.client import Client, CliError, DaemonError, filters_json, json_messages, q, qs
+from dockyard.cli.client import Client, CliError, DaemonError, filters_json, json_messages, q, qs, read_chunks
 from dockyard.cli.format import ago, human_size, render, short_id, table
 from dockyard.cli.progress import Progress
 
@@ -227,10 +227,7 @@ def cmd_save(client: Client, argv: list[str]) -> int:
 
 
 def _chunks(stream: IO[bytes], bar: Progress) -> Iterator[bytes]:
-    while True:
-        chunk = stream.read(CHUNK)
-        if not chunk:
-            return
+    for chunk in read_chunks(stream, CHUNK):
         bar.add(len(chunk))
         yield chunk
 
