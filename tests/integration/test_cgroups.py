@@ -160,6 +160,39 @@ def test_v1_process_is_in_every_hierarchy(v1: tuple[V1Manager, Spawn]) -> None:
     assert manager_from_dict(cg.to_dict()).pids() == [child.pid]
 
 
+def _fork_and_join(cg: CgroupManager) -> dict[str, str]:
+    """fork() + join_self() in the child, as the runtime's stage-1 does; the child's placement."""
+    r, w = os.pipe()
+    pid = cg.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            cg.join_self()
+            os.write(w, repr((cg._born_inside, paths.current_cgroup_paths())).encode())
+        except BaseException as e:  # noqa: BLE001 - report to the parent, never return into pytest
+            os.write(w, repr(("error", str(e))).encode())
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        born_inside, placed = eval(f.read().decode())  # noqa: S307 - our own child's repr
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, placed
+    assert born_inside == (cg.v2_dir() is not None)
+    return placed
+
+
+def test_v1_fork_then_join_self_places_the_child_everywhere(v1: tuple[V1Manager, Spawn]) -> None:
+    cg, _ = v1
+    placed = _fork_and_join(cg)
+    for controller in ("memory", "cpu", "cpuacct", "pids", "devices", "freezer", "name=systemd"):
+        assert placed[controller] == cg.path, controller
+    if cg.dir(paths.UNIFIED):
+        assert placed[paths.UNIFIED] == cg.path  # born there (clone3 CLONE_INTO_CGROUP)
+    assert paths.current_cgroup_paths()["memory"] != cg.path  # the parent stays where it was
+
+
 def test_v1_nested_path_fills_each_cpuset_level() -> None:
     if paths.is_unified():
         pytest.skip("needs a cgroup v1 host")
@@ -325,6 +358,11 @@ def test_v2_process_joins_and_freezes(v2: tuple[V2Manager, Spawn]) -> None:
     cg.thaw()
     assert not cg.is_frozen() and _ticks(child, 0.3) > 0
     assert cg.stats()["pids"]["current"] == 1
+
+
+def test_v2_fork_is_born_in_the_cgroup(v2: tuple[V2Manager, Spawn]) -> None:
+    cg, _ = v2
+    assert _fork_and_join(cg)[paths.UNIFIED] == cg.path
 
 
 def test_v2_kill_all_uses_cgroup_kill(v2: tuple[V2Manager, Spawn]) -> None:

@@ -1,8 +1,9 @@
 """The cgroup manager interface shared by the v1 and v2 implementations.
 
 Call order for a container (what runc's cgroupfs driver does): ``create()``, ``set(resources)``,
-then ``add_process(init_pid)`` -- set comes before the init joins, so that realtime CPU
-bandwidth exists before a SCHED_RR process arrives. ``to_dict()`` goes into the container's
+then the process joins -- ``add_process(pid)`` from outside, or ``join_self()`` from a freshly
+forked, single-threaded child (the runtime's way: cheaper, see V1Manager.join_self). Set comes
+before the init joins, so that realtime CPU bandwidth exists before a SCHED_RR process arrives. ``to_dict()`` goes into the container's
 state; ``manager_from_dict`` gives back a manager on the same directories, whatever cgroup
 the later caller runs in.
 """
@@ -51,6 +52,41 @@ class CgroupManager(ABC):
     @abstractmethod
     def add_process(self, pid: int) -> None:
         """Move `pid` into the cgroup in every hierarchy."""
+
+    def join_self(self) -> None:
+        """Move the calling process into the cgroup; it must be single-threaded (a child of fork())."""
+        if not self._born_inside:
+            self.add_process(os.getpid())
+
+    _born_inside = False  # True in a child that fork() placed in the v2 directory at birth
+
+    def v2_dir(self) -> str | None:
+        """The container's directory in the v2 hierarchy, if there is one."""
+        return None
+
+    def fork(self) -> int:
+        """os.fork() for a child that will join this cgroup (with join_self). Where there is a v2
+        directory the child is born in it (clone3 CLONE_INTO_CGROUP): moving it there later takes
+        the kernel's global threadgroup lock, whose first use waits for an RCU grace period
+        (~11 ms on the test machine). Falls back to a plain fork where the kernel refuses."""
+        directory = self.v2_dir()
+        if directory is None:
+            return os.fork()
+        from dockyard.linux import libc
+
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return os.fork()
+        try:
+            pid = libc.fork_into_cgroup(fd)
+        except SystemFailure:
+            return os.fork()  # kernel before 5.7, or a cgroup it will not place us in: join_self says why
+        finally:
+            os.close(fd)
+        if pid == 0:
+            self._born_inside = True
+        return pid
 
     @abstractmethod
     def set(self, resources: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 PROCS_FILE = "cgroup.procs"
+TASKS_FILE = "tasks"  # v1 only: thread ids
 
 # rmdir(2) of a cgroup whose last process is still exiting fails with EBUSY for a moment.
 _RMDIR_TRIES = 12

@@ -105,6 +105,20 @@ class V1Manager(CgroupManager):
         for _, d in self._placed:
             fs.write_pid(d, pid)
 
+    def v2_dir(self) -> str | None:
+        return self._dirs.get(paths.UNIFIED)
+
+    def join_self(self) -> None:
+        """Write 0 to each v1 hierarchy's `tasks`: moving one thread (the caller's only one) skips
+        the kernel's global threadgroup lock that a `cgroup.procs` write takes, whose first use
+        waits for an RCU grace period (~11 ms here, against ~0.3 ms for this). The hybrid v2
+        directory has no `tasks`: fork() had the child born there."""
+        for h, d in self._placed:
+            if h.controllers:
+                fs.write(d, fs.TASKS_FILE, "0")
+            elif not self._born_inside:
+                fs.write_pid(d, os.getpid())
+
     def destroy(self) -> None:
         failures = []
         for _, d in self._placed:

@@ -82,6 +82,9 @@ class V2Manager(CgroupManager):
     def add_process(self, pid: int) -> None:
         fs.write_pid(self.dir, pid)
 
+    def v2_dir(self) -> str | None:
+        return self.dir
+
     def destroy(self) -> None:
         fs.remove_tree(self.dir)
 

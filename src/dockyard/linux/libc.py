@@ -76,6 +76,7 @@ SYS_close_range = 436
 SYS_memfd_create = 319
 SYS_pidfd_open = 434
 SYS_keyctl = 250
+SYS_clone3 = 435
 SYS_openat2 = 437
 
 # openat2(2) resolve flags
@@ -94,6 +95,50 @@ _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+
+
+CLONE_INTO_CGROUP = 0x200000000
+SIGCHLD = 17
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), but the child is born in the cgroup v2 directory `cgroup_fd` (clone3 with
+    CLONE_INTO_CGROUP): no later cgroup.procs write, which takes the kernel's global threadgroup
+    lock. Python's fork hooks run as for os.fork (PyOS_BeforeFork / AfterFork_*). The syscall is
+    made with the GIL held (PyDLL), so the child's copy of the GIL is consistent. Only for a
+    single-threaded caller, like everything forked by the runtime. Raises SystemFailure
+    (ENOSYS, E2BIG or EINVAL on kernels before 5.7, EBUSY/EOPNOTSUPP for unusable cgroups)."""
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
+    syscall = _pylibc().syscall
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = syscall(SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise SystemFailure(f"clone3 into a cgroup: {os.strerror(err)}", err)
+    return pid
+
+
+_pylibc_handle: ctypes.PyDLL | None = None
+
+
+def _pylibc() -> ctypes.PyDLL:
+    """libc with the GIL kept across calls (for clone3: the child must not find it released)."""
+    global _pylibc_handle
+    if _pylibc_handle is None:
+        _pylibc_handle = ctypes.PyDLL(None, use_errno=True)
+        _pylibc_handle.syscall.restype = ctypes.c_long
+    return _pylibc_handle
 
 
 def _fail(what: str) -> SystemFailure:

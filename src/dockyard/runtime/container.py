@@ -186,11 +186,11 @@ def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: Creat
 
         console_sock = connect_console_socket(opts.console_socket)
     ctx = InitContext(spec=spec, container_id=container_id, bundle=os.path.abspath(opts.bundle),
-                      rootfs=spec["root"]["path"], fifo_fd=fifo_fd, cgroup_mounts=cg.mounts(), seccomp=seccomp,
+                      rootfs=spec["root"]["path"], fifo_fd=fifo_fd, cgroup_mounts=cg.mounts(), cgroup=cg, seccomp=seccomp,
                       console_sock=console_sock, no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
                       preserve_fds=opts.preserve_fds)
     parent, child = Channel.pair()
-    stage1_pid = os.fork()
+    stage1_pid = cg.fork()
     if stage1_pid == 0:
         parent.close()
         stage1(ctx, child)
@@ -200,19 +200,23 @@ def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: Creat
         console_sock.close()
     init_pid = 0
     try:
-        cg.add_process(stage1_pid)
         parent.send("go")
-        while True:
+        # stage-1 reports the init's pid and the init reports "hooks" once its mounts are done;
+        # both write to the same pipe, and a stage-1 descheduled after its fork can come second
+        hooks_due = False
+        while not (init_pid and hooks_due):
             msg = parent.expect_any("container init")
             if msg["type"] == "userns":
                 _write_id_maps(stage1_pid, linux)
                 parent.send("mapped")
             elif msg["type"] == "pid":
                 init_pid = int(msg["pid"])
-                break
-        _reap(stage1_pid)
-        stage1_pid = 0
-        parent.expect("hooks", "container init")
+                _reap(stage1_pid)
+                stage1_pid = 0
+            elif msg["type"] == "hooks":
+                hooks_due = True
+            else:
+                raise SystemFailure(f"container init: unexpected message {msg['type']!r}")
         hooks = spec.get("hooks") or {}
         if hooks.get("prestart") or hooks.get("createRuntime"):
             from dockyard.runtime.hooks import run_hooks

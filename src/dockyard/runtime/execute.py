@@ -86,13 +86,14 @@ def exec_process(store: st.StateStore, container_id: str, proc: dict[str, Any], 
     if not detach:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     in_userns = any(n["type"] == "user" for n in linux.get("namespaces") or [])
+    cg = cgroup_of(state)
     parent, child = Channel.pair()
-    joiner = os.fork()
+    joiner = cg.fork() if cg is not None else os.fork()
     if joiner == 0:
         parent.close()
         if own_console is not None:
             own_console.close()
-        _joiner(ns_fds, proc, child, seccomp, console_sock, in_userns, preserve_fds)
+        _joiner(ns_fds, cg, proc, child, seccomp, console_sock, in_userns, preserve_fds)
     child.close()
     for fd in ns_fds.values():
         os.close(fd)
@@ -100,9 +101,6 @@ def exec_process(store: st.StateStore, container_id: str, proc: dict[str, Any], 
         console_sock.close()
     pid = 0
     try:
-        cg = cgroup_of(state)
-        if cg is not None:
-            cg.add_process(joiner)
         parent.send("go")
         pid = int(parent.expect("pid", "exec")["pid"])
         os.waitpid(joiner, 0)
@@ -159,12 +157,14 @@ def _open_namespaces(state: st.ContainerState) -> dict[str, int]:
     return fds
 
 
-def _joiner(ns_fds: dict[str, int], proc: dict[str, Any], chan: Channel, seccomp: Any,
+def _joiner(ns_fds: dict[str, int], cg: Any, proc: dict[str, Any], chan: Channel, seccomp: Any,
             console_sock: Any, in_userns: bool, preserve_fds: int) -> NoReturn:
     try:
         # non-dumpable before entering the container's pid namespace (CVE-2019-5736 class)
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         chan.expect("go", "exec")
+        if cg is not None:
+            cg.join_self()
         for kind in sorted(ns_fds, key=join_order):
             if kind == "user":
                 # already in it when it is the host's own user namespace (setns would fail)

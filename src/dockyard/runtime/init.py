@@ -23,14 +23,16 @@ class InitContext:
     """Everything the init needs, prepared by the runtime before forking."""
 
     def __init__(self, spec: Spec, container_id: str, bundle: str, rootfs: str, fifo_fd: int,
-                 cgroup_mounts: list[tuple[str, str]], seccomp: Any = None, console_sock: Any = None,
-                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0) -> None:
+                 cgroup_mounts: list[tuple[str, str]], cgroup: Any = None, seccomp: Any = None,
+                 console_sock: Any = None, no_pivot: bool = False, no_new_keyring: bool = False,
+                 preserve_fds: int = 0) -> None:
         self.spec = spec
         self.container_id = container_id
         self.bundle = bundle
         self.rootfs = rootfs
         self.fifo_fd = fifo_fd
         self.cgroup_mounts = cgroup_mounts
+        self.cgroup = cgroup  # joined by stage-1 itself (CgroupManager.join_self)
         self.seccomp = seccomp
         self.console_sock = console_sock
         self.no_pivot = no_pivot
@@ -71,6 +73,8 @@ def enter_namespaces(spec: Spec, chan: Channel) -> None:
 def stage1(ctx: InitContext, chan: Channel) -> NoReturn:
     try:
         chan.expect("go", "stage-1")
+        if ctx.cgroup is not None:
+            ctx.cgroup.join_self()  # before unsharing: the cgroup namespace is rooted here
         enter_namespaces(ctx.spec, chan)
         pid = os.fork()
         if pid == 0:
