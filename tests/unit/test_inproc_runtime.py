@@ -52,3 +52,18 @@ def _immutable(path: str) -> bool:
     except (OSError, subprocess.CalledProcessError):
         return False
     return "i" in out.split()[0]
+
+
+def test_call_runs_only_the_light_verbs_and_returns_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(tmp_path / "state")
+    runtime = str(tmp_path / "dockyard-runtime")
+    assert inproc.call_runtime([runtime, "--root", root, "delete", "--force", "gone"]) == (0, "")
+    code, message = inproc.call_runtime([runtime, "--root", root, "delete", "gone"])
+    assert code == 1 and "gone" in message and "does not exist" in message
+    code, message = inproc.call_runtime([runtime, "--root", root, "start", "gone"])
+    assert code == 1 and "does not exist" in message
+    code, message = inproc.call_runtime([runtime, "--root", root, "create", "--bundle", str(tmp_path), "c1"])
+    assert code == 2 and "not callable in-process" in message
+    code, message = inproc.call_runtime([runtime, "--root", root, "start"])
+    assert code == 2 and "missing" in message.lower()
+    assert capsys.readouterr() == ("", "")  # nothing printed: the caller reports

@@ -354,7 +354,8 @@ def _bundle_wants_terminal(bundle: str) -> bool:
         return False
 
 
-def _delete(store: Any, args: Args) -> int:
+def _delete(store: Any, args: Args, failures: list[str] | None = None) -> int:
+    """Delete each ID; errors are logged (or, from call(), collected in `failures`)."""
     from dockyard.errors import NotFound
     from dockyard.runtime import container
 
@@ -364,12 +365,50 @@ def _delete(store: Any, args: Args) -> int:
             container.delete(store, cid, args.force)
         except NotFound as e:
             if not args.force:
-                log("error", str(e))
+                _fail(str(e), failures)
                 code = 1
         except DockyardError as e:
-            log("error", str(e))
+            _fail(str(e), failures)
             code = 1
     return code
+
+
+def _fail(message: str, failures: list[str] | None) -> None:
+    if failures is None:
+        log("error", message)
+    else:
+        failures.append(message)
+
+
+# Verbs a long-lived caller (the supervisor) may run in one of its threads through call(): they
+# never enter the container, wait for no child and print nothing on success.
+CALLABLE = ("start", "delete")
+
+
+def call(argv: list[str]) -> tuple[int, str]:
+    """`dockyard-runtime ARGV` for a verb in CALLABLE, run by the calling thread instead of a new
+    process: the same parsing, checks and code; the exit code and the error it would have
+    printed are returned, nothing is printed or logged."""
+    try:
+        args = parse_args(argv)
+    except InvalidArgument as e:
+        return 2, str(e)
+    if args.command not in CALLABLE or args.help or args.version:
+        return 2, f"{args.command or 'no command'}: not callable in-process (only {', '.join(CALLABLE)})"
+    try:
+        store = _store(args)
+        if args.command == "delete":
+            failures: list[str] = []
+            code = _delete(store, args, failures)
+            return code, "; ".join(failures)
+        from dockyard.runtime import container
+
+        container.start(store, args.id)
+        return 0, ""
+    except DockyardError as e:
+        return 1, str(e)
+    except OSError as e:
+        return 1, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
 
 
 def _ps(store: Any, args: Args) -> int:

@@ -1,4 +1,5 @@
-"""Running dockyard-runtime verbs in a forked copy of the supervisor instead of a new interpreter.
+"""Running dockyard-runtime verbs in a forked copy of the supervisor instead of a new interpreter
+(and the lightest ones, start and delete, in one of its threads).
 
 Every container operation calls the OCI runtime's command line. For dockyard-runtime that is a
 new Python interpreter each time (~10 ms to start and import, three times per `docker run`).
@@ -55,6 +56,19 @@ def is_dockyard_runtime(path: str) -> bool:
 def usable(runtime_path: str) -> bool:
     return os.environ.get("DOCKYARD_SHIM_SPAWN_RUNTIME") != "1" and is_dockyard_runtime(runtime_path) \
         and interpreter_is_immutable()
+
+
+# The light verbs that need not even a fork: they never enter the container (nothing of ours
+# is exposed to it), wait for no child (the supervisor stays the only reaper) and print nothing.
+CALLABLE = ("start", "delete")
+
+
+def call_runtime(argv: list[str]) -> tuple[int, str]:
+    """Run `runtime argv[1:]` (a verb in CALLABLE) in the calling thread: (exit code, error)."""
+    from dockyard.cli.runtime import CALLABLE as runtime_callable, call
+
+    assert set(CALLABLE) <= set(runtime_callable)
+    return call(list(argv[1:]))
 
 
 def preload() -> None:

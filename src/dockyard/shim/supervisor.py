@@ -533,13 +533,17 @@ class Supervisor:
 
     # --- running the OCI runtime ---
 
-    def _spawn(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
-        inprocess = self._inprocess.get(argv[0])
+    def _runs_inprocess(self, runtime: str) -> bool:
+        """Whether `runtime` is dockyard-runtime, whose verbs run in forks of this process."""
+        inprocess = self._inprocess.get(runtime)
         if inprocess is None:
-            inprocess = self._inprocess[argv[0]] = inproc.usable(argv[0])
+            inprocess = self._inprocess[runtime] = inproc.usable(runtime)
             if inprocess:
                 inproc.preload()
-        if inprocess:
+        return inprocess
+
+    def _spawn(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+        if self._runs_inprocess(argv[0]):
             return inproc.fork_runtime(argv, stdin, stdout, stderr)
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                    (os.POSIX_SPAWN_DUP2, stderr, 2)]
@@ -609,6 +613,13 @@ class Supervisor:
         return self.loop.create_task(result())
 
     async def run_runtime(self, c: Container, *args: str, what: str = "") -> bytes:
+        if args[0] in inproc.CALLABLE and self._runs_inprocess(c.config["runtime"]):
+            # no fork at all: a worker thread runs the verb's code (see inproc.call_runtime)
+            code, message = await asyncio.to_thread(inproc.call_runtime, c.runtime_argv(*args))
+            if code != 0:
+                raise p.ShimError(message or _runtime_error(os.path.join(c.dir, "runtime.log"), b"",
+                                                            what or f"{args[0]} {c.id}"))
+            return b""
         return await self.launch_runtime(c, *args, what=what)
 
     # --- stdio setup ---
