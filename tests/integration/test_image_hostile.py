@@ -22,8 +22,11 @@ def _tree(path: str) -> list[str]:
     return sorted(out)
 
 
+@pytest.mark.parametrize("deferred", [False, True], ids=["lowers", "lowers-later"])
 @pytest.mark.parametrize("case", corpus("/OUTSIDE"), ids=lambda c: c.name)
-def test_hostile_corpus(tmp_path, case) -> None:
+def test_hostile_corpus(tmp_path, case, deferred: bool) -> None:
+    """`lowers-later`: the lower dirs come from a function, as when the store unpacks layers in
+    parallel (parents the layer implies get their metadata, and their checks, at the end)."""
     outside = str(tmp_path / "outside")
     os.mkdir(outside)
     # the corpus is built against the real `outside` path for this test
@@ -39,7 +42,8 @@ def test_hostile_corpus(tmp_path, case) -> None:
         snaps.prepare(key, parent)
         upper = snaps.upper_dir(key)
         try:
-            apply_layer(io.BytesIO(layer), upper, snaps.lower_dirs(key), limits=limits)
+            lowers = snaps.lower_dirs(key)
+            apply_layer(io.BytesIO(layer), upper, (lambda lowers=lowers: lowers) if deferred else lowers, limits=limits)
         except InvalidArgument as e:
             error = e
             snaps.remove(key)

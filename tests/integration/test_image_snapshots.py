@@ -190,3 +190,32 @@ def test_snapshotter_rules_and_recovery(tmp_path) -> None:
     snaps.remove(top)
     assert os.listdir(str(tmp_path / "s/snapshots")) == []
     snaps.close()
+
+
+def test_implied_parents_take_their_metadata_from_below_when_lowers_come_later(tmp_path) -> None:
+    """The store unpacks layers in parallel: a layer that writes beneath a directory it has no
+    entry for must not wait for the layers below while it unpacks, yet end with that directory's
+    metadata from below (an explicit entry of its own still wins)."""
+    snaps = OverlaySnapshotter(str(tmp_path / "snaps"))
+    snaps.prepare("k0", None)
+    apply_layer(io.BytesIO(tar(d("usr", mode=0o750, uid=7, gid=8, mtime=1000), f("usr/a"),
+                               d("opt", mode=0o711, mtime=2000))), snaps.upper_dir("k0"))
+    snaps.commit("c0", "k0")
+    snaps.prepare("k1", "c0")
+    asked: list[bool] = []
+
+    def later() -> list[str]:
+        asked.append(True)
+        return snaps.lower_dirs("k1")
+
+    apply_layer(io.BytesIO(tar(f("usr/lib/b"), f("opt/c"), d("opt", mode=0o755, mtime=3000), f("new/d"))),
+                snaps.upper_dir("k1"), later)
+    assert asked == [True]  # once, at the end
+    upper = snaps.upper_dir("k1")
+    st = os.lstat(os.path.join(upper, "usr"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o750, 7, 8, 1000)
+    st = os.lstat(os.path.join(upper, "opt"))
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o755, 3000)
+    assert stat.S_IMODE(os.lstat(os.path.join(upper, "usr", "lib")).st_mode) == 0o755  # nothing below: default
+    assert stat.S_IMODE(os.lstat(os.path.join(upper, "new")).st_mode) == 0o755
+    snaps.close()

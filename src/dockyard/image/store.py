@@ -126,7 +126,7 @@ class Operation:
 
 class ImageStore:
     def __init__(self, root: str = DEFAULT_ROOT, *, durable: bool = True, platform: Platform | None = None,
-                 limits: ApplyLimits | None = None, recover: bool = True, unpack_workers: int = 2) -> None:
+                 limits: ApplyLimits | None = None, recover: bool = True, unpack_workers: int = 4) -> None:
         self.root = root
         self.durable = durable
         self.platform = platform or host_platform()

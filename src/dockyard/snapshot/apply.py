@@ -243,6 +243,7 @@ class _Applier:
         self.created: set[str] = set()              # paths that came from entries of this layer
         self.opaque: set[str] = set()
         self.dir_times: dict[str, tuple[int, int]] = {}
+        self.implied: dict[str, None] = {}          # parent dirs made before the lowers were known
         self.size = 0
         self.entries = 0
         self._buf = bytearray(_READ_CHUNK)
@@ -338,6 +339,13 @@ class _Applier:
             self.opaque.add(rel)
             self.present[rel] = _DIR
             return
+        if callable(self._lowers):
+            # the layers beneath may still be unpacking: do not wait for them now; finish()
+            # gives the directory its metadata from below (and checks it is a directory there)
+            os.mkdir(path, 0o755)
+            self.implied[rel] = None
+            self.present[rel] = _DIR
+            return
         found = self.lower_lookup(rel)
         if found is None:
             os.mkdir(path, 0o755)
@@ -360,12 +368,13 @@ class _Applier:
         if kind == _DIR:
             shutil.rmtree(path)
             prefix = rel + "/"
-            for table in (self.present, self.dir_times):
+            for table in (self.present, self.dir_times, self.implied):
                 for key in [k for k in table if k.startswith(prefix)]:
                     del table[key]
             self.created = {k for k in self.created if not k.startswith(prefix)}
             self.opaque = {k for k in self.opaque if not k.startswith(prefix) and k != rel}
             self.dir_times.pop(rel, None)
+            self.implied.pop(rel, None)
         else:
             os.unlink(path)
         self.created.discard(rel)
@@ -438,6 +447,7 @@ class _Applier:
                 self.remove(rel)
                 os.mkdir(path, 0o700)
                 self.present[rel] = _DIR
+            self.implied.pop(rel, None)  # its own entry says what it is
             self._meta(rel, info)
         elif info.isreg():
             self.regular(rel, info, stream)
@@ -559,6 +569,19 @@ class _Applier:
         self.present[victim] = _WHITEOUT
 
     def finish(self) -> None:
+        for rel in self.implied:
+            if self.present.get(rel) != _DIR:
+                continue
+            found = self.lower_lookup(rel)
+            if found is None:
+                continue
+            src, st = found
+            if stat.S_ISLNK(st.st_mode):
+                raise HostileLayer(f"refusing to write through {rel!r}: it is a symlink in a lower layer")
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidLayer(f"{rel!r} is not a directory in the lower layers, but the layer writes beneath it")
+            self._copy_meta_from(src, st, self.abs(rel))
+            self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
         for rel, (atime, mtime) in self.dir_times.items():
             if self.present.get(rel) == _DIR:
                 os.utime(self.abs(rel), ns=(atime, mtime), follow_symlinks=False)
