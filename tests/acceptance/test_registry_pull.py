@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,36 @@ def test_push_pull_with_the_distribution_registry(tmp_path: Path) -> None:
         problems = stop_dockyardd(d)
         reg.stop()
     assert not problems, problems
+
+
+def test_docker_engine_pushes_to_and_pulls_from_dockyard_registry(docker_engine: Any, tmp_path: Path) -> None:
+    """The real Docker engine (dockerd 20.10) against `dockyard registry serve` on loopback."""
+    import re
+
+    reg = Registry(tmp_path / "registry")
+    name = f"{reg.host}/engine/busybox:1"
+    made = [name]
+    try:
+        docker_engine.docker("tag", "busybox:latest", name).check()
+        pushed = docker_engine.docker("push", name, timeout=120)
+        assert pushed.ok, pushed
+        digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed.stdout)
+        assert digest, pushed.stdout
+        status, headers, _ = reg.request(
+            "HEAD", "/v2/engine/busybox/manifests/1",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        assert status == 200 and headers["docker-content-digest"] == digest.group(1)
+        again = docker_engine.docker("push", name, timeout=120)
+        assert again.ok and "Layer already exists" in again.stdout, again
+        docker_engine.docker("rmi", name).check()
+        pulled = docker_engine.docker("pull", name, timeout=120)
+        assert pulled.ok and f"Digest: {digest.group(1)}" in pulled.stdout, pulled
+        ran = docker_engine.docker("run", "--rm", "--network", "none", name, "echo", "from the dockyard registry")
+        assert ran.ok and ran.stdout.strip() == "from the dockyard registry", ran
+        made.append(f"{reg.host}/engine/busybox@{digest.group(1)}")
+        by_digest = docker_engine.docker("pull", made[-1], timeout=120)
+        assert by_digest.ok, by_digest
+    finally:
+        for ref in made:
+            docker_engine.docker("rmi", ref)
+        reg.stop()
