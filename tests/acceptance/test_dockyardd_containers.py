@@ -70,6 +70,27 @@ def test_run_resources_read_only_hostname(daemon: Dockyardd) -> None:
     assert lines[0] == "shipyard" and "Read-only file system" in lines[1] and lines[2] == "1"
 
 
+def test_device_cgroup_rules(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    r = docker(daemon, "run", "--name", name, "--device-cgroup-rule", "c 7:128 rwm", "--device-cgroup-rule", "b 8:* r",
+               "busybox", "cat", "/sys/fs/cgroup/devices/devices.list")
+    assert r.ok, explain(daemon, r)
+    rules = r.stdout.splitlines()
+    assert "c 7:128 rwm" in rules and "b 8:* r" in rules and "c 1:3 rwm" in rules, rules
+    r = docker(daemon, "inspect", "--format", "{{json .HostConfig.DeviceCgroupRules}}", name)
+    assert r.ok and json.loads(r.stdout) == ["c 7:128 rwm", "b 8:* r"], explain(daemon, r)
+    import docker as docker_py  # the docker CLI checks the syntax itself: ask the API directly
+
+    client = daemon.client()
+    try:
+        with pytest.raises(docker_py.errors.APIError) as refused:
+            client.api.create_container("busybox", "true", host_config=client.api.create_host_config(
+                device_cgroup_rules=["x 1:2 rwm"]))
+        assert refused.value.status_code == 400 and "invalid device cgroup rule" in str(refused.value)
+    finally:
+        client.close()
+
+
 def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
     name = names.new()
     r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")

@@ -178,6 +178,24 @@ def test_none_host_and_container_modes(netd: tuple[Dockyardd, str]) -> None:
         docker(d, "rm", "-f", name)
 
 
+def test_mac_address_from_the_cli_and_from_docker_py(netd: tuple[Dockyardd, str]) -> None:
+    d, _ = netd
+    r = docker(d, "run", "--rm", "--mac-address", "02:42:ac:11:00:0a", "busybox", "cat", "/sys/class/net/eth0/address")
+    assert r.ok and r.stdout.strip() == "02:42:ac:11:00:0a", explain(d, r)
+    client = d.client()
+    box = None
+    try:  # docker-py sends Config.MacAddress (the pre-1.44 place)
+        box = client.containers.run("busybox", ["sleep", "30"], detach=True, mac_address="02:42:ac:11:00:0b")
+        assert client.api.inspect_container(box.id)["NetworkSettings"]["MacAddress"] == "02:42:ac:11:00:0b"
+        assert box.exec_run("cat /sys/class/net/eth0/address").output == b"02:42:ac:11:00:0b\n"
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        client.close()
+    r = docker(d, "run", "--rm", "--network", "none", "--mac-address", "02:42:ac:11:00:0c", "busybox", "true")
+    assert not r.ok and "mac-address" in r.stderr, explain(d, r)
+
+
 def test_default_bridge_and_cleanup(netd: tuple[Dockyardd, str]) -> None:
     d, ns = netd
     r = docker(d, "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")

@@ -260,3 +260,17 @@ def test_console_size_from_the_create_request() -> None:
     assert "consoleSize" not in spec["process"]
     spec = specgen.build_spec("c1", {"Tty": True, "Cmd": ["sh"]}, {"ConsoleSize": [0, 0]}, {}, "/nonexistent", {})
     assert "consoleSize" not in spec["process"]
+
+
+def test_device_cgroup_rules_become_allow_rules() -> None:
+    assert specgen.device_cgroup_rule("c 7:128 rwm") == {"allow": True, "type": "c", "major": 7, "minor": 128,
+                                                         "access": "rwm"}
+    assert specgen.device_cgroup_rule("b 8:* r") == {"allow": True, "type": "b", "major": 8, "access": "r"}
+    assert specgen.device_cgroup_rule("a *:* m") == {"allow": True, "type": "a", "access": "m"}
+    for bad in ("x 1:2 rwm", "c 1:2", "c 1:2 rwx", "c 1:2 rr", "c a:2 r", "", 7):
+        with pytest.raises(InvalidArgument, match="invalid device cgroup rule"):
+            specgen.device_cgroup_rule(bad)
+    host = HostConfig.from_docker({"DeviceCgroupRules": ["c 7:128 rwm"]})
+    devices = specgen.resources(host)["devices"]
+    assert devices[0] == {"allow": False, "access": "rwm"}
+    assert devices[-1] == {"allow": True, "type": "c", "major": 7, "minor": 128, "access": "rwm"}

@@ -80,6 +80,7 @@ class HostConfig:
     auto_remove: bool = False
     log_config: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=list)
+    device_cgroup_rules: list[str] = field(default_factory=list)
     group_add: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -99,7 +100,7 @@ class HostConfig:
                "OomScoreAdj": "oom_score_adj", "ShmSize": "shm_size", "NetworkMode": "network_mode",
                "IpcMode": "ipc_mode", "PidMode": "pid_mode", "UTSMode": "uts_mode", "Init": "init",
                "RestartPolicy": "restart_policy", "AutoRemove": "auto_remove", "LogConfig": "log_config",
-               "Devices": "devices", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
+               "Devices": "devices", "DeviceCgroupRules": "device_cgroup_rules", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
                "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts", "ConsoleSize": "console_size",
                "VolumesFrom": "volumes_from", "VolumeDriver": "volume_driver"}
     _IGNORED = ("PortBindings", "PublishAllPorts", "Links", "ContainerIDFile",
@@ -107,7 +108,7 @@ class HostConfig:
                 "MaskedPaths", "ReadonlyPaths", "Annotations", "KernelMemory", "KernelMemoryTCP",
                 "MemorySwappiness", "OomKillDisable", "BlkioWeightDevice", "BlkioDeviceReadBps",
                 "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceRequests",
-                "DeviceCgroupRules", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
+                "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
                 "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "UsernsMode")
 
     @classmethod

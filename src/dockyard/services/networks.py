@@ -272,7 +272,7 @@ class NetworkService:
         primary = "bridge" if mode == "default" else mode
         if primary == "bridge" and self.default_bridge == "none":
             others = [k for k, v in endpoints.items()
-                      if k not in ("default", "bridge") or (v or {}).get("IPAMConfig") or (v or {}).get("Aliases")]
+                      if k not in ("default", "bridge") or any((v or {}).get(x) for x in ("IPAMConfig", "Aliases", "MacAddress"))]
             if others:
                 raise InvalidArgument("the default bridge network is disabled (dockyardd --bridge none)")
             return  # a private namespace with only a loopback interface
@@ -300,6 +300,8 @@ class NetworkService:
         mac = str(config.get("MacAddress") or "")
         if mac and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
             raise InvalidArgument(f"invalid MAC address: {mac}")
+        if mac and net.driver in ("host", "null"):
+            raise InvalidArgument("conflicting options: mac-address and the network mode")
         return {"_RequestedMac": mac.lower() or None, "IPAMConfig": ipam or None, "Links": config.get("Links"),
                 "Aliases": aliases or None, "MacAddress": "", "DriverOpts": config.get("DriverOpts"), "NetworkID": net.id, "EndpointID": "",
                 "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",

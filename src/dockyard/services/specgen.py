@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import stat
 from typing import Any
 
@@ -355,6 +356,7 @@ def resources(host: HostConfig) -> dict[str, Any]:
                 rule["minor"] = minor
             rule["access"] = access
             out["devices"].append(rule)
+        out["devices"] += [device_cgroup_rule(r) for r in host.device_cgroup_rules]
     memory: dict[str, Any] = {}
     if host.memory < 0 or host.memory_reservation < 0:
         raise InvalidArgument("HostConfig.Memory: must not be negative")
@@ -427,6 +429,25 @@ def _host_devices() -> list[dict[str, Any]]:
             except (InvalidArgument, OSError):
                 continue
     return found
+
+
+_CGROUP_RULE = re.compile(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})")
+
+
+def device_cgroup_rule(text: Any) -> dict[str, Any]:
+    """`--device-cgroup-rule 'c 7:128 rwm'` (Docker's syntax) as an OCI allow rule."""
+    match = _CGROUP_RULE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or len(set(match.group(4))) != len(match.group(4)):
+        raise InvalidArgument(f"HostConfig.DeviceCgroupRules: invalid device cgroup rule {text!r} "
+                              "(expected 'TYPE MAJOR:MINOR ACCESS', e.g. 'c 7:128 rwm')")
+    kind, major, minor, access = match.groups()
+    rule: dict[str, Any] = {"allow": True, "type": kind}
+    if major != "*":
+        rule["major"] = int(major)
+    if minor != "*":
+        rule["minor"] = int(minor)
+    rule["access"] = access
+    return rule
 
 
 def _devices(host: HostConfig, res: dict[str, Any]) -> list[dict[str, Any]]:

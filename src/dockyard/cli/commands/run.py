@@ -28,7 +28,8 @@ CREATE_SPEC = Spec(
     F("--log-driver", value=True), F("--log-opt", multi=True), F("--shm-size", value=True),
     F("--ulimit", multi=True), F("--security-opt", multi=True), F("--cpu-shares", "-c", dest="cpu_shares", value=True),
     F("--memory-swap", value=True), F("--group-add", multi=True), F("--add-host", multi=True),
-    F("--dns", multi=True), F("--health-cmd", value=True),
+    F("--dns", multi=True), F("--health-cmd", value=True), F("--device-cgroup-rule", multi=True),
+    F("--mac-address", value=True),
     stop_at_positional=True,
 )
 
@@ -126,6 +127,8 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         host["Privileged"] = True
     if p["cap_add"]:
         host["CapAdd"] = p["cap_add"]
+    if p["device_cgroup_rule"]:
+        host["DeviceCgroupRules"] = p["device_cgroup_rule"]
     if p["cap_drop"]:
         host["CapDrop"] = p["cap_drop"]
     if p["security_opt"]:
@@ -160,6 +163,8 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         endpoint["Aliases"] = list(p["network_alias"])
     if p["ip"]:
         endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
+    if p["mac_address"]:
+        endpoint["MacAddress"] = p["mac_address"]
     detach = bool(p["detach"])
     attach = set(a.lower() for a in p["attach"]) or ({"stdout", "stderr"} | ({"stdin"} if p["interactive"] else set()))
     config: dict[str, Any] = {

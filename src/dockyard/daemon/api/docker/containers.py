@@ -156,8 +156,27 @@ async def create(request: web.Request) -> web.Response:
     if refused:
         raise NotImplementedFeature(f"not implemented: {', '.join(refused)}")
     body.pop("Platform", None)
+    mac = body.pop("MacAddress", None)
+    if mac:
+        networking = _mac_on_primary_network(networking, host_config, str(mac))
     c = await backend(request).containers.create(request.query.get("name") or None, body, host_config, networking)
     return json_response({"Id": c.id, "Warnings": []}, 201)
+
+
+def _mac_on_primary_network(networking: dict[str, Any], host_config: dict[str, Any], mac: str) -> dict[str, Any]:
+    """Config.MacAddress (docker-py, clients before API 1.44): the primary network endpoint's MAC."""
+    mode = str(host_config.get("NetworkMode") or "default")
+    if mode in ("host", "none") or mode.startswith("container:"):
+        raise InvalidArgument("conflicting options: mac-address and the network mode")
+    endpoints = dict(networking.get("EndpointsConfig") or {})
+    same = ("default", "bridge") if mode in ("default", "bridge") else (mode,)
+    key = next((k for k in endpoints if k in same), mode)
+    endpoint = dict(endpoints.get(key) or {})
+    if endpoint.get("MacAddress") and str(endpoint["MacAddress"]).lower() != mac.lower():
+        raise InvalidArgument(f"conflicting MAC addresses for network {key}: {mac} and {endpoint['MacAddress']}")
+    endpoint["MacAddress"] = mac
+    endpoints[key] = endpoint
+    return {**networking, "EndpointsConfig": endpoints}
 
 
 def _matches(c: Container, f: dict[str, list[str]]) -> bool:
