@@ -196,6 +196,44 @@ def test_mac_address_from_the_cli_and_from_docker_py(netd: tuple[Dockyardd, str]
     assert not r.ok and "mac-address" in r.stderr, explain(d, r)
 
 
+def test_legacy_links(netd: tuple[Dockyardd, str]) -> None:
+    """--link on the default bridge (environment, /etc/hosts), as a DNS alias on a user-defined
+    network (for the linking container only), `docker rm --link`, and a stopped target refused."""
+    d, _ = netd
+    tag = os.getpid()
+    target, net, web = f"linkdb{tag}", f"linknet{tag}", f"linkweb{tag}"
+    try:
+        assert docker(d, "run", "-d", "--name", target, "-e", "SECRET=s3", "--expose", "5432", "busybox",
+                      "sleep", "60").ok
+        ip = docker(d, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", target).stdout.strip()
+        r = docker(d, "run", "--rm", "--link", f"{target}:db", "busybox", "sh", "-c",
+                   "env | grep ^DB_ | sort; grep -w db /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached")
+        assert r.ok, explain(d, r)
+        out = r.stdout.splitlines()
+        for line in ("DB_ENV_SECRET=s3", f"DB_PORT=tcp://{ip}:5432", f"DB_PORT_5432_TCP_ADDR={ip}", "reached"):
+            assert line in out, (line, out)
+        assert any(x.startswith("DB_NAME=/") and x.endswith("/db") for x in out), out
+        assert any(x.split()[:2] == [ip, "db"] and target in x.split() for x in out), out
+        assert docker(d, "create", "--name", web, "--link", target, "busybox", "true").ok
+        links = docker(d, "inspect", "--format", "{{json .HostConfig.Links}}", web).stdout.strip()
+        assert links == f'["/{target}:/{web}/{target}"]', links
+        assert docker(d, "rm", "--link", f"{web}/{target}").ok
+        assert docker(d, "inspect", "--format", "{{json .HostConfig.Links}}", web).stdout.strip() in ("[]", "null")
+        assert docker(d, "rm", web).ok
+        assert docker(d, "network", "create", net).ok
+        assert docker(d, "network", "connect", net, target).ok
+        r = docker(d, "run", "--rm", "--network", net, "--link", f"{target}:upstream", "busybox", "nslookup", "upstream")
+        assert r.ok and "Address" in r.stdout, explain(d, r)
+        r = docker(d, "run", "--rm", "--network", net, "busybox", "nslookup", "upstream")
+        assert not r.ok, explain(d, r)  # the alias belongs to the linking container alone
+        assert docker(d, "stop", "-t", "0", target).ok
+        r = docker(d, "run", "--rm", "--link", f"{target}:db", "busybox", "true")
+        assert not r.ok and "non running container" in r.stderr, explain(d, r)
+    finally:
+        docker(d, "rm", "-f", web, target)
+        docker(d, "network", "rm", net)
+
+
 def test_default_bridge_and_cleanup(netd: tuple[Dockyardd, str]) -> None:
     d, ns = netd
     r = docker(d, "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")

@@ -37,6 +37,7 @@ from typing import Any
 
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedFeature, WrongState
 from dockyard.image.model import ImageUser
+from dockyard.services import links
 from dockyard.services.events import EventService
 from dockyard.services.images import ImageService
 from dockyard.utils.fileio import write_atomic, write_json_atomic
@@ -275,6 +276,8 @@ class ContainerService:
         if not argv:
             raise InvalidArgument("no command specified")
         cid = secrets.token_hex(32)
+        if host_config.get("Links"):
+            networking = self._plan_links(name, host_config, networking)
         c = Container(cid, name, now_rfc3339(), image_name, str(details.image.id), merged, dict(host_config), runtime,
                       argv[0], argv[1:])
         if self.networks is not None:
@@ -300,16 +303,8 @@ class ContainerService:
     def _write_files(self, c: Container) -> None:
         hostname = c.config.get("Hostname") or c.id[:12]
         c.config["Hostname"] = hostname
-        domain = c.config.get("Domainname") or ""
         write_atomic(os.path.join(self.dir(c.id), "hostname"), f"{hostname}\n".encode(), 0o644)
-        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
-                 "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
-        fqdn = f"{hostname}.{domain}" if domain else hostname
-        hosts.append(f"127.0.1.1\t{fqdn} {hostname}" if fqdn != hostname else f"127.0.1.1\t{hostname}")
-        for extra in self.host_config_list(c, "ExtraHosts"):
-            host, _, ip = extra.partition(":")
-            hosts.append(f"{ip}\t{host}")
-        write_atomic(os.path.join(self.dir(c.id), "hosts"), ("\n".join(hosts) + "\n").encode(), 0o644)
+        write_atomic(os.path.join(self.dir(c.id), "hosts"), self.hosts_text(c).encode(), 0o644)
         dns = self.host_config_list(c, "Dns")
         search = self.host_config_list(c, "DnsSearch")
         options = self.host_config_list(c, "DnsOptions")
@@ -321,6 +316,92 @@ class ContainerService:
         if not lines:
             lines.append("# no nameserver: the container has only a loopback interface")
         write_atomic(os.path.join(self.dir(c.id), "resolv.conf"), ("\n".join(lines) + "\n").encode(), 0o644)
+
+    def hosts_text(self, c: Container, address: str | None = None, more: list[str] | None = None) -> str:
+        """The container's /etc/hosts: loopback names, its own (address or 127.0.1.1), --add-host
+        entries, then `more` (the network service's lines for links)."""
+        hostname = c.config.get("Hostname") or c.id[:12]
+        domain = c.config.get("Domainname") or ""
+        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
+                 "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+        fqdn = f"{hostname}.{domain}" if domain else hostname
+        hosts.append(f"{address or '127.0.1.1'}\t{fqdn} {hostname}" if fqdn != hostname
+                     else f"{address or '127.0.1.1'}\t{hostname}")
+        for extra in self.host_config_list(c, "ExtraHosts"):
+            host, _, ip = extra.partition(":")
+            hosts.append(f"{ip}\t{host}")
+        return "\n".join(hosts + list(more or [])) + "\n"
+
+    # --- legacy links -------------------------------------------------------------------
+
+    def _plan_links(self, name: str, host_config: dict[str, Any], networking: dict[str, Any] | None) -> dict[str, Any] | None:
+        """HostConfig.Links at create: each target must exist; stored as dockerd shows them. On a
+        user-defined network they become the endpoint's Links (DNS aliases, as dockerd does)."""
+        mode = str(host_config.get("NetworkMode") or "default")
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise InvalidArgument("conflicting options: host type networking can't be used with links. "
+                                  "This would result in undefined behavior")
+        pairs = []
+        for link in host_config.get("Links") or []:
+            target, alias = links.parse(link)
+            try:
+                pairs.append((self.get(target).name, alias))
+            except NotFound:
+                raise InvalidArgument(f"could not get container for {target}") from None
+        host_config["Links"] = [links.stored(target, name, alias) for target, alias in pairs]
+        if mode in ("default", "bridge"):
+            return networking
+        endpoints = dict((networking or {}).get("EndpointsConfig") or {})
+        endpoint = dict(endpoints.get(mode) or {})
+        endpoint["Links"] = list(endpoint.get("Links") or []) + [f"{t}:{a}" for t, a in pairs]
+        endpoints[mode] = endpoint
+        return {**(networking or {}), "EndpointsConfig": endpoints}
+
+    def legacy_links(self, c: Container) -> list[tuple[Container, str, str]]:
+        """(linked container, alias, its default-bridge address) for a container on the default
+        bridge; the linked containers must be running there (dockerd's rule)."""
+        if str(c.host_config.get("NetworkMode") or "default") not in ("default", "bridge"):
+            return []
+        found = []
+        for link in self.host_config_list(c, "Links"):
+            target, alias = links.parse(link)
+            try:
+                other = self.get(target)
+            except NotFound:
+                raise WrongState(f"could not get container for {target} (linked as {alias})") from None
+            if not other.state.running:
+                raise WrongState(f"Cannot link to a non running container: /{other.name} AS /{c.name}/{alias}")
+            address = str((other.networks.get("bridge") or {}).get("IPAddress") or "")
+            if not address:
+                raise WrongState(f"Cannot link to /{other.name}, as it does not belong to the default network")
+            found.append((other, alias, address))
+        return found
+
+    def link_env(self, c: Container) -> list[str]:
+        out: list[str] = []
+        for other, alias, address in self.legacy_links(c):
+            out += links.env(c.name, alias, address, other.config.get("ExposedPorts"), other.config.get("Env"))
+        return out
+
+    def link_names(self, c: Container) -> list[str]:
+        """The names other containers' links give `c` ("/linking/alias"), as dockerd lists them."""
+        names = []
+        for o in self.containers.values():
+            for link in self.host_config_list(o, "Links"):
+                target, alias = links.parse(link)
+                if target == c.name:
+                    names.append(f"/{o.name}/{alias}")
+        return names
+
+    def remove_link(self, path: str) -> None:
+        """DELETE /containers/linking/alias?link=1: the link goes, both containers stay."""
+        linking, _, alias = path.strip("/").rpartition("/")
+        c = self.get(linking) if linking else None
+        kept = [] if c is None else [x for x in self.host_config_list(c, "Links") if links.parse(x)[1] != alias]
+        if c is None or len(kept) == len(self.host_config_list(c, "Links")):
+            raise NotFound(f"Could not find link {path!r}: no container {linking!r} with a link called {alias!r}")
+        c.host_config["Links"] = kept
+        self.save(c)
 
     @staticmethod
     def host_config_list(c: Container, key: str) -> list[str]:
@@ -355,7 +436,11 @@ class ContainerService:
         rootfs = await self.mount_rootfs(c)
         netns = self.networks.netns_path(c) if self.networks is not None else None
         volumes = await self._mount_volumes(c, rootfs) if self.volumes is not None else None
-        spec = specgen.build_spec(c.id, c.config, c.host_config, image_config, rootfs, self._files(c.id),
+        config = c.config
+        link_env = self.link_env(c)
+        if link_env:  # before the container's own variables, which win (dockerd's order)
+            config = dict(c.config, Env=link_env + list(c.config.get("Env") or []))
+        spec = specgen.build_spec(c.id, config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, netns, self.daemon_config.init_path,
                                   **({} if volumes is None else {"volumes": volumes}))
         await asyncio.to_thread(ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
@@ -775,6 +860,14 @@ class ContainerService:
         old = c.name
         c.name = new_name
         self.save(c)
+        for o in self.containers.values():  # links name both ends: keep them pointing at it
+            renamed = []
+            for link in self.host_config_list(o, "Links"):
+                target, alias = links.parse(link)
+                renamed.append(links.stored(new_name if target == old else target, o.name, alias))
+            if renamed != self.host_config_list(o, "Links"):
+                o.host_config["Links"] = renamed
+                self.save(o)
         self._event("rename", c, {"oldName": "/" + old})
 
     async def prune(self, keep: Any = None) -> tuple[list[str], int]:

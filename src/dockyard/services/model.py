@@ -81,6 +81,7 @@ class HostConfig:
     log_config: dict[str, Any] = field(default_factory=dict)
     devices: list[dict[str, Any]] = field(default_factory=list)
     device_cgroup_rules: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
     group_add: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -100,10 +101,10 @@ class HostConfig:
                "OomScoreAdj": "oom_score_adj", "ShmSize": "shm_size", "NetworkMode": "network_mode",
                "IpcMode": "ipc_mode", "PidMode": "pid_mode", "UTSMode": "uts_mode", "Init": "init",
                "RestartPolicy": "restart_policy", "AutoRemove": "auto_remove", "LogConfig": "log_config",
-               "Devices": "devices", "DeviceCgroupRules": "device_cgroup_rules", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
+               "Devices": "devices", "DeviceCgroupRules": "device_cgroup_rules", "Links": "links", "GroupAdd": "group_add", "Dns": "dns", "DnsOptions": "dns_options",
                "DnsSearch": "dns_search", "ExtraHosts": "extra_hosts", "ConsoleSize": "console_size",
                "VolumesFrom": "volumes_from", "VolumeDriver": "volume_driver"}
-    _IGNORED = ("PortBindings", "PublishAllPorts", "Links", "ContainerIDFile",
+    _IGNORED = ("PortBindings", "PublishAllPorts", "ContainerIDFile",
                 "Runtime", "Isolation", "CgroupnsMode", "Cgroup", "CgroupParent",
                 "MaskedPaths", "ReadonlyPaths", "Annotations", "KernelMemory", "KernelMemoryTCP",
                 "MemorySwappiness", "OomKillDisable", "BlkioWeightDevice", "BlkioDeviceReadBps",

@@ -31,6 +31,7 @@ from typing import Any
 
 from dockyard.errors import AlreadyExists, DockyardError, InvalidArgument, NotFound, WrongState
 from dockyard.network.ipam import mac_for
+from dockyard.services import links
 from dockyard.utils.fileio import write_json_atomic
 
 log = logging.getLogger("dockyard.networks")
@@ -431,13 +432,10 @@ class NetworkService:
     async def _write_etc(self, c: Any) -> None:
         files = self.containers.files(c.id)
         addresses = [ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")]
-        hostname = c.config.get("Hostname") or c.id[:12]
-        lines = [line for line in _read(files["hosts"]).splitlines() if not line.startswith("127.0.1.1")]
-        if addresses:
-            lines += [f"{addresses[0]}\t{hostname}"]
-        else:
-            lines += [f"127.0.1.1\t{hostname}"]
-        _write_in_place(files["hosts"], "\n".join(lines) + "\n")
+        link_lines = [links.hosts_line(address, alias, str(other.config.get("Hostname") or ""), other.name)
+                      for other, alias, address in self.containers.legacy_links(c)]
+        # written whole each time: a restarted container has no stale address of an earlier run
+        _write_in_place(files["hosts"], self.containers.hosts_text(c, addresses[0] if addresses else None, link_lines))
         if self.containers.host_config_list(c, "Dns"):
             return  # the user's --dns wins
         embedded = any(self.networks.get(ep.get("NetworkID", "")) is not None
@@ -469,13 +467,15 @@ class NetworkService:
                     yield net_name, other, ep
 
     def resolve_name(self, asking: Any, name: str) -> list[str]:
-        """The addresses `name` has on the user-defined networks `asking` is attached to."""
+        """The addresses `name` has on the user-defined networks `asking` is attached to; the
+        endpoint's links ("container:alias") add names only `asking` sees."""
         name = name.rstrip(".").lower()
+        linked = {net_name: links.aliased(ep.get("Links"), name) for net_name, ep in asking.networks.items()}
         found: list[str] = []
         for net_name, other, ep in self._peers(asking):
             names = {other.name.lower(), other.id[:12], *(a.lower() for a in (ep.get("Aliases") or []))}
             names |= {f"{n}.{net_name.lower()}" for n in list(names)}
-            if name in names and ep["IPAddress"] not in found:
+            if (name in names or names & linked[net_name]) and ep["IPAddress"] not in found:
                 found.append(ep["IPAddress"])
         return found
 
@@ -583,17 +583,10 @@ def _next_index(networks: dict[str, dict[str, Any]]) -> int:
     return index
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return ""
-
-
 def _write_in_place(path: str, text: str) -> None:
     """Rewrite a file the container has bind-mounted (a rename would leave the mount on the old file)."""
     with open(path, "r+" if os.path.exists(path) else "w", encoding="utf-8") as handle:
         handle.seek(0)
         handle.write(text)
         handle.truncate()
+

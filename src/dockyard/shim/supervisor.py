@@ -771,7 +771,16 @@ class Supervisor:
         async with c.lock:
             if c.status != need:
                 raise errors.WrongState(f"cannot {verb} container {c.id!r}: it is {c.status}")
-            await self.run_runtime(c, verb, c.id)
+            try:
+                await self.run_runtime(c, verb, c.id)
+            except p.ShimError as failure:
+                # the init exited just before (the runtime saw it stopped): a state error, once
+                # the reaper has recorded the exit, not a failure
+                try:
+                    await asyncio.wait_for(c.init.exited.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    raise failure from None
+                raise errors.WrongState(f"cannot {verb} container {c.id!r}: it is stopped") from None
             if c.status == need:
                 c.status = then
                 c.save()

@@ -15,7 +15,7 @@ from dockyard.daemon.api.docker import hijack
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import boolean, filters, integer, json_body, timestamp
 from dockyard.daemon.api.docker.version import at_least
-from dockyard.errors import InvalidArgument, NotImplementedFeature
+from dockyard.errors import InvalidArgument, NotFound
 from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
 from dockyard.services.logs import LogEntry, LogReader
 from dockyard.utils.durations import human_duration
@@ -91,7 +91,8 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
 
 def summary(c: Container, service: Any = None) -> dict[str, Any]:
     return {
-        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": _command(c),
+        "Id": c.id, "Names": ["/" + c.name, *(service.link_names(c) if service is not None else [])],
+        "Image": c.image, "ImageID": c.image_id, "Command": _command(c),
         "Created": int(parse_rfc3339(c.created)), "Ports": port_list(ports_json(c, service)) if service else [],
         "Labels": c.config.get("Labels") or {}, "State": c.state.status, "Status": _state_text(c),
         "HostConfig": {"NetworkMode": str(c.host_config.get("NetworkMode") or "default")},
@@ -140,21 +141,10 @@ def inspect_json(c: Container, service: Any) -> dict[str, Any]:
 # --- create, list, inspect ------------------------------------------------------------------
 
 # Set to anything but their empty value, these are refused (not implemented).
-NOT_YET = ("Links",)
-
-
-def unsupported(host_config: dict[str, Any], networking: dict[str, Any]) -> list[str]:
-    """HostConfig fields this increment cannot honour; the create is refused naming them."""
-    return [f"HostConfig.{k}" for k in NOT_YET if host_config.get(k)]
-
-
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     host_config = body.pop("HostConfig", None) or {}
     networking = body.pop("NetworkingConfig", None) or {}
-    refused = unsupported(host_config, networking)
-    if refused:
-        raise NotImplementedFeature(f"not implemented: {', '.join(refused)}")
     body.pop("Platform", None)
     mac = body.pop("MacAddress", None)
     if mac:
@@ -258,9 +248,18 @@ async def unpause(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request) -> web.Response:
     if boolean(request, "link"):
-        raise InvalidArgument("links are not implemented")
+        backend(request).containers.remove_link(request.match_info["id"])
+        return _no_content()
     await backend(request).containers.remove(request.match_info["id"], force=boolean(request, "force"),
                                              volumes=boolean(request, "v"))
+    return _no_content()
+
+
+async def remove_link(request: web.Request) -> web.Response:
+    """DELETE /containers/LINKING/ALIAS?link=1 (docker rm --link): only the link goes."""
+    if not boolean(request, "link"):
+        raise NotFound(f"No such container: {request.match_info['linking']}/{request.match_info['alias']}")
+    backend(request).containers.remove_link(f"{request.match_info['linking']}/{request.match_info['alias']}")
     return _no_content()
 
 
@@ -502,6 +501,7 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/unpause", unpause)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("DELETE", "/containers/{id}", remove)
+    router.add("DELETE", "/containers/{linking}/{alias}", remove_link)
     router.add("POST", "/containers/{id}/rename", rename)
     router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/resize", resize)
