@@ -80,7 +80,10 @@ def run(program: Path, runtime: str, source: Path) -> Outcome:
         code, stderr = -1, ""
         out.status = f"timed out after {TIMEOUT:.0f} s"
     finally:
+        left = _unmount_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+    if left:  # e.g. rootfsPropagation "shared": the container's mounts reached the host's view
+        out.status = f"{left} mounts left in the host's namespace (removed)"
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^1\.\.\d+", line):
@@ -109,6 +112,17 @@ def run(program: Path, runtime: str, source: Path) -> Outcome:
         out.failures[0] = f"exited {code}" + (f": {message[:160]}" if message else "")
         out.status = out.status or (f"exited {code}" + ("" if out.planned else " without a TAP plan"))
     return out
+
+
+def _unmount_under(directory: str) -> int:
+    """Detach every mount at or below `directory` (deepest first); how many there were."""
+    prefix = os.path.realpath(directory)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    inside = sorted({p for p in points if p == prefix or p.startswith(prefix + "/")}, key=len, reverse=True)
+    for point in inside:
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    return len(inside)
 
 
 def report(results: dict[str, dict[str, Outcome]], runtimes: dict[str, str], versions: dict[str, str],
