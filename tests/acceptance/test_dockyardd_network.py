@@ -234,6 +234,37 @@ def test_legacy_links(netd: tuple[Dockyardd, str]) -> None:
         docker(d, "network", "rm", net)
 
 
+def test_ipv6_network(netd: tuple[Dockyardd, str]) -> None:
+    """--ipv6 with an IPv6 subnet: containers get addresses from it (and a chosen one with
+    --ip6), the IPv6 default route, AAAA answers by name, and inspect shows it all."""
+    d, ns = netd
+    tag = os.getpid()
+    net, server = f"v6net{tag}", f"v6srv{tag}"
+    try:
+        r = docker(d, "network", "create", "--ipv6", "--subnet", "fd00:dead:beef::/64", net)
+        assert r.ok, explain(d, r)
+        info = json.loads(docker(d, "network", "inspect", net).stdout)[0]
+        assert info["EnableIPv6"] is True
+        assert [c["Subnet"] for c in info["IPAM"]["Config"]][1:] == ["fd00:dead:beef::/64"], info["IPAM"]
+        assert docker(d, "run", "-d", "--name", server, "--network", net, "--ip6", "fd00:dead:beef::100", "busybox",
+                      "sleep", "60").ok
+        ep = json.loads(docker(d, "inspect", server).stdout)[0]["NetworkSettings"]["Networks"][net]
+        assert ep["GlobalIPv6Address"] == "fd00:dead:beef::100" and ep["GlobalIPv6PrefixLen"] == 64, ep
+        assert ep["IPv6Gateway"] == "fd00:dead:beef::1" and ep["IPAddress"], ep
+        r = docker(d, "run", "--rm", "--network", net, "busybox", "sh", "-c",
+                   f"ip -6 addr show eth0 | grep -c 'inet6 fd00:dead:beef::'; ip -6 route | grep -c default; "
+                   f"nslookup -type=AAAA {server} 127.0.0.11 | grep -c fd00:dead:beef::100; "
+                   f"ping -6 -c1 -W2 {server} >/dev/null && echo reached")
+        assert r.ok and r.stdout.split() == ["1", "1", "1", "reached"], explain(d, r)
+        assert in_ns(ns, "ip", "-6", "addr", "show", "dev", info["Options"].get("com.docker.network.bridge.name")
+                     or f"dy-{info['Id'][:12]}").stdout.count("fd00:dead:beef::1/64") == 1
+    finally:
+        docker(d, "rm", "-f", server)
+        docker(d, "network", "rm", net)
+    r = docker(d, "network", "create", "--ipv6", f"{net}-nosubnet")
+    assert not r.ok and "IPv6 subnet" in r.stderr, explain(d, r)
+
+
 def test_default_bridge_and_cleanup(netd: tuple[Dockyardd, str]) -> None:
     d, ns = netd
     r = docker(d, "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")

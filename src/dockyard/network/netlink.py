@@ -350,22 +350,36 @@ def _configure_inside(peer_name: str, ifname: str, address_cidr: str, gateway: s
             raise _fail(f"cannot configure {ifname} ({address_cidr}) in the container", exc) from None
 
 
-def add_address_in(container_netns: str | int, ifname: str, address_cidr: str) -> None:
-    """One more address on an interface inside a namespace (an IPv6 address, say)."""
-    address, prefix, _ = _split_cidr(address_cidr)
+IFA_F_NODAD = 0x02  # an address usable at once: no duplicate address detection (Docker's choice for IPv6)
+
+
+def add_address_in(container_netns: str | int | None, ifname: str, address_cidr: str, *,
+                   gateway: str | None = None) -> None:
+    """One more address on an interface in a namespace (None: the current one), an IPv6 one
+    say, without duplicate address detection; with `gateway`, the default route of that family."""
+    address, prefix, version = _split_cidr(address_cidr)
 
     def add() -> None:
+        error = _netlink_error()
         with _ipr() as ipr:
             index = _index(ipr, ifname)
             if index is None:
-                raise NotFound(f"no interface {ifname} in {netns_path(container_netns)}")
+                raise NotFound(f"no interface {ifname} in {netns_path(container_netns) if container_netns else 'this namespace'}")
             try:
-                ipr.addr("add", index=index, address=address, prefixlen=prefix)
-            except _netlink_error() as exc:
+                ipr.addr("add", index=index, address=address, prefixlen=prefix,
+                         **({"flags": IFA_F_NODAD} if version == 6 else {}))
+            except error as exc:
                 if _code(exc) != errno.EEXIST:
                     raise _fail(f"cannot add {address_cidr} to {ifname}", exc) from None
+            if gateway:
+                try:
+                    ipr.route("add", dst="0.0.0.0/0" if version == 4 else "::/0", gateway=gateway, oif=index,
+                              family=_family(version))
+                except error as exc:
+                    if _code(exc) != errno.EEXIST:
+                        raise _fail(f"cannot route through {gateway} on {ifname}", exc) from None
 
-    call_in_netns(netns_path(container_netns), add)
+    _in(container_netns, add)
 
 
 def remove_interface_in(container_netns: str | int, ifname: str) -> bool:

@@ -56,34 +56,54 @@ class Kernel:
                 raise AlreadyExists("invalid pool request: Pool overlaps with other one on this address space")
         return str(pool.subnet), str(pool.gateway), str(pool.ip_range) if pool.ip_range else ""
 
-    def _pool(self, net: Any) -> Any:
+    def plan_subnet6(self, subnet: str, gateway: str, ip_range: str, used: list[str]) -> tuple[str, str, str]:
+        """A network's IPv6 subnet (given: Docker has no default IPv6 pool), gateway, ip-range."""
         from dockyard.network import ipam
 
-        pool = self._pools.get(net.id)
+        pool = ipam.Pool.create(subnet, gateway, ip_range)
+        if pool.subnet.version != 6:
+            raise InvalidArgument(f"{subnet} is not an IPv6 subnet")
+        for other in used:
+            if other and pool.subnet.overlaps(ipaddress.ip_network(other, strict=False)):
+                raise AlreadyExists("invalid pool request: Pool overlaps with other one on this address space")
+        return str(pool.subnet), str(pool.gateway), str(pool.ip_range) if pool.ip_range else ""
+
+    def _pool(self, net: Any, version: int = 4) -> Any:
+        from dockyard.network import ipam
+
+        key = net.id if version == 4 else f"{net.id}/6"
+        pool = self._pools.get(key)
         if pool is None:
-            if not net.subnet:
-                raise InvalidArgument(f"network {net.name} has no subnet")
-            pool = self._pools[net.id] = ipam.Pool.create(net.subnet, net.gateway, net.ip_range,
-                                                          getattr(net, "aux_addresses", None) or None)
+            if version == 6:
+                if not getattr(net, "subnet6", ""):
+                    raise InvalidArgument(f"network {net.name} has no IPv6 subnet")
+                pool = ipam.Pool.create(net.subnet6, net.gateway6, net.ip_range6)
+            else:
+                if not net.subnet:
+                    raise InvalidArgument(f"network {net.name} has no subnet")
+                pool = ipam.Pool.create(net.subnet, net.gateway, net.ip_range,
+                                        getattr(net, "aux_addresses", None) or None)
+            self._pools[key] = pool
         return pool
 
     def check_address(self, net: Any, address: str) -> None:
         try:
-            inside = self._pool(net).contains(address)
+            version = ipaddress.ip_address(address).version
+            inside = self._pool(net, version).contains(address)
         except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address {address!r}") from None
+            raise InvalidArgument(f"invalid IP address {address!r}") from None
         if not inside:
             raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {address}")
 
-    def allocate(self, net: Any, requested: str = "") -> tuple[str, int]:
-        pool = self._pool(net)
+    def allocate(self, net: Any, requested: str = "", version: int = 4) -> tuple[str, int]:
+        pool = self._pool(net, version)
         return pool.allocate(requested), pool.prefixlen
 
     def reserve(self, net: Any, address: str) -> None:
-        self._pool(net).reserve(address)
+        self._pool(net, ipaddress.ip_address(address).version).reserve(address)
 
     def release(self, net: Any, address: str) -> None:
-        pool = self._pools.get(net.id)
+        pool = self._pools.get(net.id if ipaddress.ip_address(address).version == 4 else f"{net.id}/6")
         if pool is not None:
             pool.release(address)
 
@@ -96,6 +116,9 @@ class Kernel:
             return
         prefix = ipaddress.ip_network(net.subnet).prefixlen
         await asyncio.to_thread(netlink.ensure_bridge, net.bridge, f"{net.gateway}/{prefix}")
+        if getattr(net, "enable_ipv6", False) and net.subnet6:
+            prefix6 = ipaddress.ip_network(net.subnet6).prefixlen
+            await asyncio.to_thread(netlink.add_address_in, None, net.bridge, f"{net.gateway6}/{prefix6}")
         self._bridges.add(net.bridge)
 
     async def remove_bridge(self, net: Any) -> None:
@@ -103,6 +126,7 @@ class Kernel:
 
         self._bridges.discard(net.bridge)
         self._pools.pop(net.id, None)
+        self._pools.pop(f"{net.id}/6", None)
         if net.bridge:
             await asyncio.to_thread(netlink.delete_link, net.bridge)
 
@@ -113,6 +137,14 @@ class Kernel:
         await asyncio.to_thread(netlink.create_veth_into, host_if, f"{host_if}p", netns, net.bridge,
                                 container_ifname=ifname, address_cidr=f"{ip}/{prefix}",
                                 gateway=net.gateway if default_route else None, mac=mac)
+
+    async def add_address(self, net: Any, netns: str, ifname: str, address: str, prefix: int,
+                          default_route: bool) -> None:
+        """A second address on a container's interface: its IPv6 one (and the IPv6 default route)."""
+        from dockyard.network import netlink
+
+        await asyncio.to_thread(netlink.add_address_in, netns, ifname, f"{address}/{prefix}",
+                                gateway=net.gateway6 if default_route else None)
 
     async def delete_link(self, name: str) -> None:
         from dockyard.network import netlink

@@ -55,6 +55,10 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     bridge: str = ""                     # the Linux bridge (bridge driver)
+    enable_ipv6: bool = False
+    subnet6: str = ""                    # the IPAM config's IPv6 entry (kept even without enable_ipv6)
+    gateway6: str = ""
+    ip_range6: str = ""
 
     @property
     def builtin(self) -> bool:
@@ -201,7 +205,7 @@ class NetworkService:
 
     async def create(self, name: str, *, driver: str = "bridge", ipam_config: list[dict[str, Any]] | None = None,
                      internal: bool = False, attachable: bool = False, labels: dict[str, str] | None = None,
-                     options: dict[str, str] | None = None) -> Network:
+                     options: dict[str, str] | None = None, enable_ipv6: bool = False) -> Network:
         if driver not in ("bridge",):
             if driver in ("host", "null"):
                 raise WrongState(f"only one instance of \"{driver}\" network is allowed")
@@ -209,9 +213,7 @@ class NetworkService:
         async with self._lock:
             if any(n.name == name for n in self.networks.values()):
                 raise AlreadyExists(f"network with name {name} already exists")
-            if len(ipam_config or []) > 1:
-                raise InvalidArgument("only one IPAM config (one IPv4 subnet) per network is supported")
-            conf = (ipam_config or [{}])[0]
+            conf, conf6 = _split_ipam(ipam_config or [])
             used = [n.subnet for n in self.networks.values() if n.subnet]
             # in a thread: pyroute2 runs an event loop of its own
             aux = {str(k): str(v) for k, v in (conf.get("AuxiliaryAddresses") or {}).items()}
@@ -219,7 +221,14 @@ class NetworkService:
                 self.kernel.plan_subnet, conf.get("Subnet") or "", conf.get("Gateway") or "", conf.get("IPRange") or "",
                 used, aux)
             net = Network(secrets.token_hex(32), name, "bridge", now_rfc3339(), subnet, gateway, ip_range, aux,
-                          internal, attachable, dict(labels or {}), dict(options or {}))
+                          internal, attachable, dict(labels or {}), dict(options or {}), enable_ipv6=enable_ipv6)
+            if conf6:
+                net.subnet6, net.gateway6, net.ip_range6 = self.kernel.plan_subnet6(
+                    conf6.get("Subnet") or "", conf6.get("Gateway") or "", conf6.get("IPRange") or "",
+                    [n.subnet6 for n in self.networks.values() if n.subnet6])
+            elif enable_ipv6:
+                raise InvalidArgument("an IPv6 network needs an IPv6 subnet (docker network create --ipv6 "
+                                      "--subnet fd00:1::/64): there is no default IPv6 pool")
             net.bridge = (options or {}).get("com.docker.network.bridge.name") or f"dy-{net.id[:12]}"
             if len(net.bridge) > 15:
                 raise InvalidArgument(f"bridge name {net.bridge!r} is longer than 15 characters")
@@ -295,6 +304,11 @@ class NetworkService:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
         if ipam.get("IPv4Address"):
             self.kernel.check_address(net, ipam["IPv4Address"])
+        if ipam.get("IPv6Address"):
+            if not net.user_defined:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if net.subnet6:
+                self.kernel.check_address(net, ipam["IPv6Address"])
         if aliases and not net.user_defined:
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
         dns_names = [c.name, c.id[:12], *aliases] if net.user_defined else None
@@ -357,6 +371,10 @@ class NetworkService:
             raise
         ep.update({"EndpointID": secrets.token_hex(32), "IPAddress": ip, "IPPrefixLen": prefix,
                    "Gateway": net.gateway, "MacAddress": mac, "_HostInterface": host_if, "_Interface": f"eth{index}"})
+        if net.enable_ipv6 and net.subnet6:
+            ip6, prefix6 = self.kernel.allocate(net, (ep.get("IPAMConfig") or {}).get("IPv6Address") or "", version=6)
+            ep.update({"GlobalIPv6Address": ip6, "GlobalIPv6PrefixLen": prefix6, "IPv6Gateway": net.gateway6})
+            await self.kernel.add_address(net, netns, f"eth{index}", ip6, prefix6, default_route=index == 0)
 
     async def teardown(self, c: Any) -> None:
         """The container stopped: its addresses, proxies, resolver and rules go."""
@@ -377,13 +395,14 @@ class NetworkService:
         await self._stop_helpers(c.id)
         for ep in c.networks.values():
             net = self.networks.get(ep.get("NetworkID", ""))
-            if net is not None and ep.get("IPAddress"):
-                self.kernel.release(net, ep["IPAddress"])
+            for key in ("IPAddress", "GlobalIPv6Address"):
+                if net is not None and ep.get(key):
+                    self.kernel.release(net, ep[key])
             if ep.get("_HostInterface"):
                 await self.kernel.delete_link(ep["_HostInterface"])
-            for key in ("EndpointID", "IPAddress", "Gateway", "MacAddress"):
+            for key in ("EndpointID", "IPAddress", "Gateway", "MacAddress", "GlobalIPv6Address", "IPv6Gateway"):
                 ep[key] = ""
-            ep["IPPrefixLen"] = 0
+            ep["IPPrefixLen"] = ep["GlobalIPv6PrefixLen"] = 0
             ep.pop("_HostInterface", None)
             ep.pop("_Interface", None)
 
@@ -432,8 +451,10 @@ class NetworkService:
     async def _write_etc(self, c: Any) -> None:
         files = self.containers.files(c.id)
         addresses = [ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")]
-        link_lines = [links.hosts_line(address, alias, str(other.config.get("Hostname") or ""), other.name)
-                      for other, alias, address in self.containers.legacy_links(c)]
+        hostname = str(c.config.get("Hostname") or c.id[:12])
+        own6 = [f"{ep['GlobalIPv6Address']}\t{hostname}" for ep in c.networks.values() if ep.get("GlobalIPv6Address")]
+        link_lines = own6[:1] + [links.hosts_line(address, alias, str(other.config.get("Hostname") or ""), other.name)
+                                 for other, alias, address in self.containers.legacy_links(c)]
         # written whole each time: a restarted container has no stale address of an earlier run
         _write_in_place(files["hosts"], self.containers.hosts_text(c, addresses[0] if addresses else None, link_lines))
         if self.containers.host_config_list(c, "Dns"):
@@ -475,14 +496,16 @@ class NetworkService:
         for net_name, other, ep in self._peers(asking):
             names = {other.name.lower(), other.id[:12], *(a.lower() for a in (ep.get("Aliases") or []))}
             names |= {f"{n}.{net_name.lower()}" for n in list(names)}
-            if (name in names or names & linked[net_name]) and ep["IPAddress"] not in found:
-                found.append(ep["IPAddress"])
+            if name in names or names & linked[net_name]:
+                for address in (ep["IPAddress"], ep.get("GlobalIPv6Address")):
+                    if address and address not in found:
+                        found.append(address)  # the resolver answers A or AAAA from these
         return found
 
     def reverse_name(self, asking: Any, address: str) -> list[str]:
         """PTR: "name.network" for a container address on a network `asking` shares."""
         for net_name, other, ep in self._peers(asking):
-            if ep["IPAddress"] == address:
+            if address in (ep["IPAddress"], ep.get("GlobalIPv6Address")):
                 return [f"{other.name}.{net_name}"]
         return []
 
@@ -547,6 +570,8 @@ class NetworkService:
                         if net is not None and ep.get("IPAddress"):
                             await self.kernel.ensure_bridge(net)
                             self.kernel.reserve(net, ep["IPAddress"])
+                            if ep.get("GlobalIPv6Address"):
+                                self.kernel.reserve(net, ep["GlobalIPv6Address"])
                     try:
                         await self._publish(c)
                     except DockyardError as e:
@@ -590,3 +615,21 @@ def _write_in_place(path: str, text: str) -> None:
         handle.write(text)
         handle.truncate()
 
+
+def _split_ipam(configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """IPAM.Config: at most one IPv4 entry (the first without an IPv6 subnet) and one IPv6 entry."""
+    import ipaddress
+
+    v4: list[dict[str, Any]] = []
+    v6: list[dict[str, Any]] = []
+    for conf in configs:
+        conf = dict(conf or {})
+        subnet = str(conf.get("Subnet") or "")
+        try:
+            version = ipaddress.ip_network(subnet, strict=False).version if subnet else 4
+        except ValueError:
+            raise InvalidArgument(f"invalid subnet {subnet!r}") from None
+        (v6 if version == 6 else v4).append(conf)
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidArgument("one IPv4 and one IPv6 subnet per network are supported")
+    return (v4 or [{}])[0], (v6 or [{}])[0] if v6 else {}

@@ -39,19 +39,23 @@ def _labels(values: list[str]) -> dict[str, str]:
 
 
 def cmd_network_create(client: Client, argv: list[str]) -> int:
-    p = Spec(F("-d", "--driver", value=True), F("--subnet", value=True), F("--gateway", value=True),
-             F("--ip-range", value=True), F("--internal"), F("--attachable"), F("--label", multi=True),
-             F("-o", "--opt", multi=True), F("--aux-address", multi=True)).parse(argv)
+    p = Spec(F("-d", "--driver", value=True), F("--subnet", multi=True), F("--gateway", multi=True),
+             F("--ip-range", multi=True), F("--internal"), F("--attachable"), F("--label", multi=True),
+             F("-o", "--opt", multi=True), F("--aux-address", multi=True), F("--ipv6")).parse(argv)
     if len(p.positionals) != 1:
         raise UsageError('"network create" requires exactly 1 argument.')
     ipam: dict[str, Any] = {"Driver": "default", "Config": []}
-    conf = {k: v for k, v in (("Subnet", p["subnet"]), ("Gateway", p["gateway"]), ("IPRange", p["ip_range"])) if v}
-    if p["aux_address"]:
-        conf["AuxiliaryAddresses"] = _labels(p["aux_address"])
-    if conf:
-        ipam["Config"] = [conf]
+    subnets, gateways, ranges = list(p["subnet"]), list(p["gateway"]), list(p["ip_range"])
+    if len(gateways) > len(subnets) or len(ranges) > len(subnets):
+        raise UsageError("every --gateway and --ip-range needs its --subnet (given in the same order)")
+    for i, subnet in enumerate(subnets):  # one IPv4 and one IPv6 subnet at most, as docker's
+        conf = {k: v for k, v in (("Subnet", subnet), ("Gateway", gateways[i] if i < len(gateways) else ""),
+                                  ("IPRange", ranges[i] if i < len(ranges) else "")) if v}
+        if i == 0 and p["aux_address"]:
+            conf["AuxiliaryAddresses"] = _labels(p["aux_address"])
+        ipam["Config"].append(conf)
     body = {"Name": p.positionals[0], "Driver": p["driver"] or "bridge", "IPAM": ipam,
-            "Internal": bool(p["internal"]), "Attachable": bool(p["attachable"]),
+            "Internal": bool(p["internal"]), "Attachable": bool(p["attachable"]), "EnableIPv6": bool(p["ipv6"]),
             "Labels": _labels(p["label"]), "Options": _labels(p["opt"])}
     result = client.post("/networks/create", body)
     print(result["Id"])

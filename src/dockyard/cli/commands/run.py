@@ -20,7 +20,7 @@ CREATE_SPEC = Spec(
     F("-h", "--hostname", value=True), F("--init"), F("-l", "--label", multi=True),
     F("-p", "--publish", multi=True), F("--network", "--net", dest="network", value=True),
     F("-P", "--publish-all"), F("--network-alias", "--net-alias", dest="network_alias", multi=True),
-    F("--ip", value=True),
+    F("--ip", value=True), F("--ip6", value=True),
     F("--privileged"), F("--cap-add", multi=True), F("--cap-drop", multi=True),
     F("--stop-signal", value=True), F("--stop-timeout", value=True), F("--tmpfs", multi=True),
     F("--pull", value=True, default="missing"), F("-a", "--attach", multi=True),
@@ -161,8 +161,8 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
     endpoint: dict[str, Any] = {}
     if p["network_alias"]:
         endpoint["Aliases"] = list(p["network_alias"])
-    if p["ip"]:
-        endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
+    if p["ip"] or p["ip6"]:
+        endpoint["IPAMConfig"] = {k: v for k, v in (("IPv4Address", p["ip"]), ("IPv6Address", p["ip6"])) if v}
     if p["mac_address"]:
         endpoint["MacAddress"] = p["mac_address"]
     detach = bool(p["detach"])

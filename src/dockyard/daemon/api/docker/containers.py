@@ -108,8 +108,10 @@ def network_settings(c: Container, service: Any) -> dict[str, Any]:
             "Ports": ports_json(c, service), "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
             "EndpointID": first.get("EndpointID", ""), "Gateway": first.get("Gateway", ""),
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": first.get("IPAddress", ""),
-            "IPPrefixLen": first.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": first.get("MacAddress", ""),
+            "GlobalIPv6Address": first.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": first.get("GlobalIPv6PrefixLen", 0), "IPAddress": first.get("IPAddress", ""),
+            "IPPrefixLen": first.get("IPPrefixLen", 0), "IPv6Gateway": first.get("IPv6Gateway", ""),
+            "MacAddress": first.get("MacAddress", ""),
             "Networks": networks}
 
 

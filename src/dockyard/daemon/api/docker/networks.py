@@ -14,9 +14,12 @@ from dockyard.errors import InvalidArgument, NotImplementedFeature
 def network_json(service: Any, net: Any, verbose: bool = True) -> dict[str, Any]:
     ipam_config = [{k: v for k, v in (("Subnet", net.subnet), ("Gateway", net.gateway), ("IPRange", net.ip_range),
                                       ("AuxiliaryAddresses", net.aux_addresses)) if v}] if net.subnet else []
+    if net.subnet6:
+        ipam_config.append({k: v for k, v in (("Subnet", net.subnet6), ("Gateway", net.gateway6),
+                                              ("IPRange", net.ip_range6)) if v})
     out: dict[str, Any] = {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
-        "EnableIPv4": True, "EnableIPv6": False,
+        "EnableIPv4": True, "EnableIPv6": net.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config},
         "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Options": dict(net.options), "Labels": dict(net.labels),
@@ -27,7 +30,8 @@ def network_json(service: Any, net: Any, verbose: bool = True) -> dict[str, Any]
             containers[c.id] = {"Name": c.name, "EndpointID": ep.get("EndpointID", ""),
                                 "MacAddress": ep.get("MacAddress", ""),
                                 "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep.get("IPAddress") else "",
-                                "IPv6Address": ""}
+                                "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                if ep.get("GlobalIPv6Address") else ""}
         out["Containers"] = containers
     else:
         out["Containers"] = {}
@@ -74,8 +78,6 @@ async def create_network(request: web.Request) -> web.Response:
     if not name:
         raise InvalidArgument("network name is required")
     driver = str(body.get("Driver") or "bridge")
-    if body.get("EnableIPv6"):
-        raise NotImplementedFeature("IPv6 networks are not implemented")
     if body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
         raise NotImplementedFeature("ingress and config-only networks are not implemented")
     ipam = body.get("IPAM") or {}
@@ -84,7 +86,7 @@ async def create_network(request: web.Request) -> web.Response:
     net = await backend(request).networks.create(
         name, driver=driver, ipam_config=list(ipam.get("Config") or []), internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")), labels=dict(body.get("Labels") or {}),
-        options=dict(body.get("Options") or {}))
+        options=dict(body.get("Options") or {}), enable_ipv6=bool(body.get("EnableIPv6")))
     return json_response({"Id": net.id, "Warning": ""}, 201)
 
 
