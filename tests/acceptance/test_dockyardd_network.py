@@ -295,10 +295,13 @@ def test_restart_finds_everything_again(tmp_path: Path) -> None:
         _ip("-n", ns, "link", "set", "lo", "up")
         d = start_dockyardd(tmp_path / "d", netns=ns)
         d.docker("pull", "busybox").check()
-        assert docker(d, "network", "create", "keepnet").ok
+        assert docker(d, "network", "create", "--ipv6", "--subnet", "fd00:77::/64", "keepnet").ok
         r = docker(d, "run", "-d", "--name", "keeper", "--network", "keepnet", "-p", "127.0.0.1:18081:80",
                    "busybox", "sh", "-c", SERVE)
         assert r.ok, explain(d, r)
+        keeper6 = docker(d, "inspect", "--format", "{{.NetworkSettings.Networks.keepnet.GlobalIPv6Address}}",
+                         "keeper").stdout.strip()
+        assert keeper6.startswith("fd00:77::"), keeper6
         assert _wait_for(lambda: "hello" in in_ns(ns, "wget", "-qO-", "http://127.0.0.1:18081/").stdout)
         before = in_ns(ns, "nft", "list", "table", "ip", "dockyard").stdout
         links_before = sorted(in_ns(ns, "ip", "-o", "link").stdout.split("\n"))
@@ -312,6 +315,9 @@ def test_restart_finds_everything_again(tmp_path: Path) -> None:
         assert len(sorted(in_ns(ns, "ip", "-o", "link").stdout.split("\n"))) == len(links_before)
         r = docker(d, "run", "--rm", "--network", "keepnet", "busybox", "wget", "-qO-", "http://keeper/")
         assert r.ok and "hello" in r.stdout, explain(d, r)
+        r = docker(d, "run", "--rm", "--network", "keepnet", "busybox", "sh", "-c",
+                   "ip -6 -o addr show eth0 scope global; ping -6 -c1 -W2 keeper >/dev/null && echo reached")
+        assert r.ok and "reached" in r.stdout and f"{keeper6}/" not in r.stdout, explain(d, r)  # taken back
         assert docker(d, "rm", "-f", "keeper").ok
         assert docker(d, "network", "rm", "keepnet").ok
     finally:
