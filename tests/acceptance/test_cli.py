@@ -54,6 +54,16 @@ def test_detached_exec_ps_logs_rm(daemon: Dockyardd, names: Names) -> None:
     assert name not in dockyard(daemon, "ps", "-a", "--format", "{{.Names}}").stdout.split()
 
 
+def test_run_namespace_and_device_flags(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    assert dockyard(daemon, "run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    r = dockyard(daemon, "run", "--rm", "--pid", f"container:{name}", "--uts", "host",
+                 "--device-cgroup-rule", "c 7:128 rwm", "busybox", "sh", "-c",
+                 "ps -o args | grep -c '^sleep 60'; hostname; grep -c '^c 7:128 rwm' /sys/fs/cgroup/devices/devices.list")
+    assert r.returncode == 0 and r.stdout.split() == ["1", os.uname().nodename, "1"], r
+    assert dockyard(daemon, "rm", "-f", name).returncode == 0
+
+
 def test_errors_like_docker(daemon: Dockyardd) -> None:
     r = dockyard(daemon, "inspect", "no-such-container-here")
     assert r.returncode != 0 and "No such" in r.stderr, r

@@ -91,6 +91,28 @@ def test_device_cgroup_rules(daemon: Dockyardd, names: Names) -> None:
         client.close()
 
 
+def test_pid_and_ipc_of_another_container(daemon: Dockyardd, names: Names) -> None:
+    """--pid container:X sees X's processes; --ipc container:X needs X to be shareable and then
+    is in its IPC namespace; a stopped or private donor is refused with dockerd's words."""
+    donor, private = names.new(), names.new()
+    r = docker(daemon, "run", "-d", "--name", donor, "--ipc", "shareable", "busybox", "sleep", "60")
+    assert r.ok, explain(daemon, r)
+    donor_ipc = docker(daemon, "exec", donor, "readlink", "/proc/self/ns/ipc").stdout.strip()
+    assert donor_ipc.startswith("ipc:["), donor_ipc
+    r = docker(daemon, "run", "--rm", "--pid", f"container:{donor}", "busybox", "ps", "-o", "args")
+    assert r.ok and "sleep 60" in r.stdout, explain(daemon, r)
+    r = docker(daemon, "run", "--rm", "--ipc", f"container:{donor}", "busybox", "readlink", "/proc/self/ns/ipc")
+    assert r.ok and r.stdout.strip() == donor_ipc, explain(daemon, r)
+    r = docker(daemon, "run", "--rm", "busybox", "readlink", "/proc/self/ns/ipc")
+    assert r.ok and r.stdout.strip() != donor_ipc, explain(daemon, r)
+    assert docker(daemon, "run", "-d", "--name", private, "busybox", "sleep", "60").ok
+    r = docker(daemon, "run", "--rm", "--ipc", f"container:{private}", "busybox", "true")
+    assert not r.ok and "non-shareable IPC" in r.stderr, explain(daemon, r)
+    assert docker(daemon, "stop", "-t", "0", donor).ok
+    r = docker(daemon, "run", "--rm", "--pid", f"container:{donor}", "busybox", "true")
+    assert not r.ok and "non running container" in r.stderr, explain(daemon, r)
+
+
 def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
     name = names.new()
     r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")

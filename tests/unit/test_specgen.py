@@ -92,8 +92,14 @@ def test_namespaces_and_cgroups_path(rootfs: str) -> None:
     s = spec(rootfs, host={"NetworkMode": "none"}, netns_path="/run/netns/x", cgroup_parent="/p/")
     assert {"type": "network", "path": "/run/netns/x"} in s["linux"]["namespaces"]
     assert s["linux"]["cgroupsPath"] == f"/p/{CID}"
-    with pytest.raises(NotImplementedFeature, match="PidMode"):
+    with pytest.raises(InvalidArgument, match="PidMode.*not known"):
         spec(rootfs, host={"PidMode": "container:abc"})
+    s = spec(rootfs, host={"PidMode": "container:abc", "IpcMode": "container:abc"},
+             joined={"pid": "/proc/7/ns/pid", "ipc": "/proc/7/ns/ipc"})
+    assert {"type": "pid", "path": "/proc/7/ns/pid"} in s["linux"]["namespaces"]
+    assert {"type": "ipc", "path": "/proc/7/ns/ipc"} in s["linux"]["namespaces"]
+    with pytest.raises(InvalidArgument, match="UTSMode"):
+        spec(rootfs, host={"UTSMode": "container:abc"})
 
 
 def test_env_hostname_tty(rootfs: str) -> None:

@@ -317,6 +317,25 @@ class ContainerService:
             lines.append("# no nameserver: the container has only a loopback interface")
         write_atomic(os.path.join(self.dir(c.id), "resolv.conf"), ("\n".join(lines) + "\n").encode(), 0o644)
 
+    def _joined(self, c: Container) -> dict[str, str]:
+        """`--pid container:<id>` and `--ipc container:<id>`: the running container's namespaces
+        (its IPC only when it made it shareable, as dockerd requires)."""
+        out = {}
+        for key, kind, label in (("PidMode", "pid", "PID"), ("IpcMode", "ipc", "IPC")):
+            mode = str(c.host_config.get(key) or "")
+            if not mode.startswith("container:"):
+                continue
+            other = self.get(mode.split(":", 1)[1])
+            if other.id == c.id:
+                raise InvalidArgument(f"cannot join own {label} namespace")
+            if not other.state.running or not other.state.pid:
+                raise WrongState(f"cannot join {label} of a non running container: {other.id}")
+            if kind == "ipc" and str(other.host_config.get("IpcMode") or "") not in ("shareable", "host"):
+                raise InvalidArgument(f"non-shareable IPC (hint: use IpcMode:shareable for the donor container "
+                                      f"{other.name})")
+            out[kind] = f"/proc/{other.state.pid}/ns/{kind}"
+        return out
+
     def hosts_text(self, c: Container, address: str | None = None, more: list[str] | None = None) -> str:
         """The container's /etc/hosts: loopback names, its own (address or 127.0.1.1), --add-host
         entries, then `more` (the network service's lines for links)."""
@@ -442,7 +461,7 @@ class ContainerService:
             config = dict(c.config, Env=link_env + list(c.config.get("Env") or []))
         spec = specgen.build_spec(c.id, config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, netns, self.daemon_config.init_path,
-                                  **({} if volumes is None else {"volumes": volumes}))
+                                  **({} if volumes is None else {"volumes": volumes}), joined=self._joined(c))
         await asyncio.to_thread(ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 

@@ -50,8 +50,10 @@ _NAMESPACED_SYSCTLS = ("kernel.sem", "kernel.domainname", "kernel.hostname")
 def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host_config: HostConfig | dict[str, Any],
                image_config: dict[str, Any], rootfs: str, files: dict[str, str],
                cgroup_parent: str = "/dockyard", netns_path: str | None = None,
-               init_path: str | None = None, volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The OCI spec for one container (see the module docstring); `volumes`: see `_mounts`."""
+               init_path: str | None = None, volumes: list[dict[str, Any]] | None = None,
+               joined: dict[str, str] | None = None) -> dict[str, Any]:
+    """The OCI spec for one container (see the module docstring); `volumes`: see `_mounts`;
+    `joined`: the other containers' namespaces for `--pid`/`--ipc container:<id>` ("pid", "ipc")."""
     if isinstance(config, dict):
         config = ContainerConfig.from_docker(config)
     if isinstance(host_config, dict):
@@ -79,7 +81,7 @@ def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host
         process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
     linux: dict[str, Any] = {
         "cgroupsPath": f"{cgroup_parent.rstrip('/')}/{container_id}",
-        "namespaces": _namespaces(host_config, netns_path),
+        "namespaces": _namespaces(host_config, netns_path, joined or {}),
         "resources": resources(host_config),
     }
     sysctls = _sysctls(host_config.sysctls, host_config.network_mode)
@@ -316,14 +318,24 @@ def seccomp_profile(caps: list[str], custom: dict[str, Any] | None = None,
 
 
 def _mode(value: str, field: str, allowed: tuple[str, ...]) -> str:
-    if value.startswith("container:"):
-        raise NotImplementedFeature(f"HostConfig.{field}: joining another container's namespace is not supported")
-    if value not in allowed:
+    if value.startswith("container:") and "container" not in allowed:
+        raise InvalidArgument(f"HostConfig.{field}: joining another container's namespace is not allowed for it")
+    if value not in allowed and not value.startswith("container:"):
         raise InvalidArgument(f"HostConfig.{field}: invalid mode {value!r}")
     return value
 
 
-def _namespaces(host: HostConfig, netns_path: str | None) -> list[dict[str, str]]:
+def _shared(kind: str, mode: str, field: str, joined: dict[str, str]) -> dict[str, str]:
+    """A namespace entry: the other container's (`container:<id>`, its path in `joined`) or new."""
+    if not mode.startswith("container:"):
+        return {"type": kind}
+    if not joined.get(kind):
+        raise InvalidArgument(f"HostConfig.{field}={mode}: the container's {kind} namespace is not known")
+    return {"type": kind, "path": joined[kind]}
+
+
+def _namespaces(host: HostConfig, netns_path: str | None, joined: dict[str, str] | None = None) -> list[dict[str, str]]:
+    joined = joined or {}
     spaces: list[dict[str, str]] = [{"type": "mount"}]
     # any other mode is a network name (checked by the network service); container:<id> comes
     # with the other container's namespace in netns_path
@@ -332,10 +344,10 @@ def _namespaces(host: HostConfig, netns_path: str | None) -> list[dict[str, str]
         raise InvalidArgument(f"HostConfig.NetworkMode={mode}: the container's network namespace is not known")
     if mode != "host":
         spaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
-    if _mode(host.ipc_mode, "IpcMode", ("", "private", "shareable", "none", "host")) != "host":
-        spaces.append({"type": "ipc"})
-    if _mode(host.pid_mode, "PidMode", ("", "host")) != "host":
-        spaces.append({"type": "pid"})
+    if _mode(host.ipc_mode, "IpcMode", ("", "private", "shareable", "none", "host", "container")) != "host":
+        spaces.append(_shared("ipc", host.ipc_mode, "IpcMode", joined))
+    if _mode(host.pid_mode, "PidMode", ("", "host", "container")) != "host":
+        spaces.append(_shared("pid", host.pid_mode, "PidMode", joined))
     if _mode(host.uts_mode, "UTSMode", ("", "host")) != "host":
         spaces.append({"type": "uts"})
     spaces.append({"type": "cgroup"})

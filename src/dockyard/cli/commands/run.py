@@ -29,7 +29,7 @@ CREATE_SPEC = Spec(
     F("--ulimit", multi=True), F("--security-opt", multi=True), F("--cpu-shares", "-c", dest="cpu_shares", value=True),
     F("--memory-swap", value=True), F("--group-add", multi=True), F("--add-host", multi=True),
     F("--dns", multi=True), F("--health-cmd", value=True), F("--device-cgroup-rule", multi=True),
-    F("--mac-address", value=True),
+    F("--mac-address", value=True), F("--pid", value=True), F("--ipc", value=True), F("--uts", value=True),
     stop_at_positional=True,
 )
 
@@ -129,6 +129,9 @@ def build_config(p: Parsed) -> tuple[dict[str, Any], str | None]:
         host["CapAdd"] = p["cap_add"]
     if p["device_cgroup_rule"]:
         host["DeviceCgroupRules"] = p["device_cgroup_rule"]
+    for flag, key in (("pid", "PidMode"), ("ipc", "IpcMode"), ("uts", "UTSMode")):
+        if p[flag]:
+            host[key] = p[flag]
     if p["cap_drop"]:
         host["CapDrop"] = p["cap_drop"]
     if p["security_opt"]:
