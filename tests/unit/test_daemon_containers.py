@@ -151,7 +151,9 @@ class FakeImages:
 
 
 def fake_build_spec(container_id: str, config: dict[str, Any], host_config: dict[str, Any], image_config: Any,
-                    rootfs: str, files: dict[str, str], cgroup_parent: str, netns_path: Any, init_path: Any) -> dict[str, Any]:
+                    rootfs: str, files: dict[str, str], cgroup_parent: str, netns_path: Any, init_path: Any,
+                    joined: dict[str, str] | None = None) -> dict[str, Any]:
+    assert not joined  # these tests share no namespaces between containers
     argv = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
     return {"ociVersion": "1.0.2", "process": {"args": argv, "env": config.get("Env") or [], "cwd": "/"},
             "root": {"path": rootfs}, "hostname": config.get("Hostname")}
