@@ -113,6 +113,17 @@ def test_pid_and_ipc_of_another_container(daemon: Dockyardd, names: Names) -> No
     assert not r.ok and "non running container" in r.stderr, explain(daemon, r)
 
 
+def test_sizes_in_ps_and_inspect(daemon: Dockyardd, names: Names) -> None:
+    name = names.new()
+    assert docker(daemon, "run", "-d", "--name", name, "busybox", "sleep", "60").ok
+    assert docker(daemon, "exec", name, "sh", "-c", "head -c 200000 /dev/zero > /big").ok
+    r = docker(daemon, "inspect", "--size", "--format", "{{.SizeRw}} {{.SizeRootFs}}", name)
+    rw, rootfs = (int(x) for x in r.stdout.split())
+    assert 200000 <= rw < 300000 and rootfs > rw + 1000000, r.stdout  # busybox is a few MB
+    r = docker(daemon, "ps", "-s", "--filter", f"name={name}", "--format", "{{.Size}}")
+    assert r.ok and "(virtual " in r.stdout and "kB" in r.stdout, explain(daemon, r)
+
+
 def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
     name = names.new()
     r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")

@@ -317,6 +317,19 @@ class ContainerService:
             lines.append("# no nameserver: the container has only a loopback interface")
         write_atomic(os.path.join(self.dir(c.id), "resolv.conf"), ("\n".join(lines) + "\n").encode(), 0o644)
 
+    async def sizes(self, c: Container) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): the bytes of the container's writable layer, and of every file it
+        sees (its image's layers plus that layer), as `docker ps -s` / `inspect --size` show."""
+        try:
+            rw = await asyncio.to_thread(self.images.store.snapshots.usage, c.id)
+        except (NotFound, OSError):
+            rw = 0
+        try:
+            image = sum((await self.images.details(c.image_id)).layer_sizes)
+        except NotFound:
+            image = 0
+        return rw, rw + image
+
     def _joined(self, c: Container) -> dict[str, str]:
         """`--pid container:<id>` and `--ipc container:<id>`: the running container's namespaces
         (its IPC only when it made it shareable, as dockerd requires)."""

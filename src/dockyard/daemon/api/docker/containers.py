@@ -199,12 +199,21 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = integer(request, "limit", -1) or -1
     if limit > 0:
         found = found[:limit]
-    return json_response([summary(c, backend(request).containers) for c in found])
+    service = backend(request).containers
+    out = [summary(c, service) for c in found]
+    if boolean(request, "size"):
+        for item, c in zip(out, found):
+            item["SizeRw"], item["SizeRootFs"] = await service.sizes(c)
+    return json_response(out)
 
 
 async def inspect(request: web.Request) -> web.Response:
     service = backend(request).containers
-    return json_response(inspect_json(service.get(request.match_info["id"]), service))
+    c = service.get(request.match_info["id"])
+    out = inspect_json(c, service)
+    if boolean(request, "size"):
+        out["SizeRw"], out["SizeRootFs"] = await service.sizes(c)
+    return json_response(out)
 
 
 # --- lifecycle ------------------------------------------------------------------------------

@@ -146,7 +146,6 @@ async def disk_usage(request: web.Request) -> web.Response:
 
     services = backend(request)
     version = api_version(request)
-    store = services.images.store
     users: dict[str, int] = {}
     for c in services.containers.list() if services.containers is not None else []:
         users[c.image_id] = users.get(c.image_id, 0) + 1
@@ -164,11 +163,8 @@ async def disk_usage(request: web.Request) -> web.Response:
             layer_sizes[str(diff_id)] = size
     containers_out = []
     for c in services.containers.list() if services.containers is not None else []:
-        item = container_routes.summary(c)
-        try:
-            item["SizeRw"] = await asyncio.to_thread(store.snapshots.usage, c.id)
-        except DockyardError:
-            item["SizeRw"] = 0
+        item = container_routes.summary(c, services.containers)
+        item["SizeRw"], item["SizeRootFs"] = await services.containers.sizes(c)
         containers_out.append(item)
     volumes_out = []
     if services.volumes is not None:
