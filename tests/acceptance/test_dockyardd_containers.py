@@ -124,6 +124,13 @@ def test_sizes_in_ps_and_inspect(daemon: Dockyardd, names: Names) -> None:
     assert r.ok and "(virtual " in r.stdout and "kB" in r.stdout, explain(daemon, r)
 
 
+def test_published_ports_without_a_bridge_are_refused(daemon: Dockyardd) -> None:
+    """This daemon runs with --bridge none: -p would have nothing to publish on, so it fails
+    loudly instead of starting a container whose port goes nowhere."""
+    r = docker(daemon, "run", "--rm", "-p", "8080", "busybox", "true")
+    assert r.returncode == 125 and "published ports need a bridge network" in r.stderr, explain(daemon, r)
+
+
 def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
     name = names.new()
     r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")

@@ -285,6 +285,9 @@ class NetworkService:
                       if k not in ("default", "bridge") or any((v or {}).get(x) for x in ("IPAMConfig", "Aliases", "MacAddress"))]
             if others:
                 raise InvalidArgument("the default bridge network is disabled (dockyardd --bridge none)")
+            if c.host_config.get("PortBindings") or c.host_config.get("PublishAllPorts"):
+                raise InvalidArgument("published ports need a bridge network, and the default bridge is disabled "
+                                      "(dockyardd --bridge none): use a user-defined network")
             return  # a private namespace with only a loopback interface
         net = self.get(primary)
         if "default" in endpoints:  # the CLI names the default network "default"
