@@ -60,3 +60,49 @@ def test_unreadable_config_is_an_error(config_dir: Path) -> None:
     (config_dir / "config.json").write_text("[1, 2")
     with pytest.raises(config.CliError, match="cannot read the config file"):
         config.credentials("127.0.0.1:5000")
+
+
+HELPER = """#!/bin/sh
+# a docker-credential-* helper keeping its secrets in $STORE, one JSON file per server
+set -e
+server_file() { printf '%s' "$1" | tr -c 'A-Za-z0-9' _; }
+case "$1" in
+  store) data=$(cat); server=$(printf '%s' "$data" | sed 's/.*"ServerURL": *"\\([^"]*\\)".*/\\1/')
+         printf '%s' "$data" > "$STORE/$(server_file "$server")" ;;
+  get) server=$(cat); f="$STORE/$(server_file "$server")"
+       if [ -f "$f" ]; then cat "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+  erase) server=$(cat); rm -f "$STORE/$(server_file "$server")" ;;
+  *) echo "unknown action $1" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir, store = tmp_path / "bin", tmp_path / "store"
+    bin_dir.mkdir()
+    store.mkdir()
+    program = bin_dir / "docker-credential-testing"
+    program.write_text(HELPER)
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("STORE", str(store))
+    return store
+
+
+def test_credentials_through_a_helper(config_dir: Path, helper: Path) -> None:
+    config.save({"credsStore": "testing", "credHelpers": {"other:5000": "missing"}})
+    config.store_credentials("127.0.0.1:5000", "alice", "s3cret")
+    saved = json.loads((config_dir / "config.json").read_text())
+    assert saved["auths"] == {"127.0.0.1:5000": {}} and "s3cret" not in (config_dir / "config.json").read_text()
+    assert len(list(helper.iterdir())) == 1
+    assert config.credentials("127.0.0.1:5000") == {"username": "alice", "password": "s3cret"}
+    header = json.loads(base64.urlsafe_b64decode(config.registry_auth_header("127.0.0.1:5000/app")))
+    assert header == {"username": "alice", "password": "s3cret", "serveraddress": "127.0.0.1:5000"}
+    config.store_credentials("tok.example", "bob", "", identity_token="T0KEN")
+    assert config.credentials("tok.example") == {"identitytoken": "T0KEN"}
+    assert config.credentials("never.example") is None
+    assert config.remove_credentials("127.0.0.1:5000") is True
+    assert config.credentials("127.0.0.1:5000") is None and config.remove_credentials("127.0.0.1:5000") is False
+    with pytest.raises(config.CliError, match="docker-credential-missing is not installed"):
+        config.credentials("other:5000")

@@ -9,6 +9,12 @@ Location: `$DOCKYARD_CONFIG/config.json` (a directory, as DOCKER_CONFIG is for d
 Keys are registry host names (`host[:port]`, no scheme or path); Docker Hub's key is
 `https://index.docker.io/v1/`, as docker writes it. The file is written atomically with mode
 0600 in a 0700 directory: the passwords in it are only base64-encoded.
+
+Credential helpers, as docker uses them: `"credHelpers": {"host": "NAME"}` (one registry) or
+`"credsStore": "NAME"` (every other one) hand the secret to the program `docker-credential-NAME`
+in PATH (`get`/`store`/`erase`, the server on stdin, JSON {ServerURL, Username, Secret}); the
+file then keeps only an empty `auths` entry for the server. An identity token is stored with
+the user name `<token>`, as docker does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import subprocess
 from typing import Any
 
 from dockyard.cli.client import CliError
@@ -72,9 +80,52 @@ def save(config: dict[str, Any]) -> None:
         raise CliError(f"cannot write the config file {path}: {e}", 1) from e
 
 
+TOKEN_USER = "<token>"  # a helper's Username when Secret is an identity token
+
+
+def helper_for(key: str, config: dict[str, Any] | None = None) -> str | None:
+    """The credential helper name that keeps `key`'s secret, if the config names one."""
+    config = load() if config is None else config
+    per_registry = config.get("credHelpers") or {}
+    name = per_registry.get(key) if isinstance(per_registry, dict) else None
+    name = name or config.get("credsStore")
+    return str(name) if name else None
+
+
+def _helper(name: str, action: str, data: str) -> str:
+    program = f"docker-credential-{name}"
+    path = shutil.which(program)
+    if path is None:
+        raise CliError(f"credential helper {program} is not installed (named in {config_path()})", 1)
+    try:
+        done = subprocess.run([path, action], input=data, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CliError(f"credential helper {program} {action}: {e}", 1) from e
+    if done.returncode != 0:
+        message = (done.stdout.strip() or done.stderr.strip() or f"exit status {done.returncode}")
+        if action == "get" and "credentials not found" in message.lower():
+            return ""
+        raise CliError(f"credential helper {program} {action}: {message}", 1)
+    return done.stdout
+
+
 def credentials(key: str) -> dict[str, str] | None:
     """{"username", "password"[, "identitytoken"]} saved for a server key, or None."""
-    entry = (load().get("auths") or {}).get(key)
+    config = load()
+    helper = helper_for(key, config)
+    if helper is not None:
+        out = _helper(helper, "get", key)
+        if not out.strip():
+            return None
+        try:
+            found = json.loads(out)
+            user, secret = str(found["Username"]), str(found["Secret"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise CliError(f"credential helper docker-credential-{helper} get: bad answer: {e}", 1) from e
+        if user == TOKEN_USER:
+            return {"identitytoken": secret}
+        return {"username": user, "password": secret}
+    entry = (config.get("auths") or {}).get(key)
     if not isinstance(entry, dict):
         return None
     out: dict[str, str] = {}
@@ -92,6 +143,13 @@ def credentials(key: str) -> dict[str, str] | None:
 def store_credentials(key: str, username: str, password: str, identity_token: str = "") -> None:
     config = load()
     auths = config.setdefault("auths", {})
+    helper = helper_for(key, config)
+    if helper is not None:
+        user, secret = (TOKEN_USER, identity_token) if identity_token else (username, password)
+        _helper(helper, "store", json.dumps({"ServerURL": key, "Username": user, "Secret": secret}))
+        auths[key] = {}
+        save(config)
+        return
     if identity_token:  # docker keeps the token and only the user name
         entry: dict[str, str] = {"auth": base64.b64encode(f"{username}:".encode()).decode(),
                                  "identitytoken": identity_token}
@@ -105,11 +163,19 @@ def remove_credentials(key: str) -> bool:
     """Forget a server's credentials; False when there were none."""
     config = load()
     auths = config.get("auths") or {}
-    if key not in auths:
+    helper = helper_for(key, config)
+    if helper is not None:
+        known = key in auths or credentials(key) is not None
+        if known:
+            _helper(helper, "erase", key)
+    elif key not in auths:
         return False
-    del auths[key]
-    save(config)
-    return True
+    else:
+        known = True
+    if key in auths:
+        del auths[key]
+        save(config)
+    return known
 
 
 def registry_auth_header(image: str) -> str:
