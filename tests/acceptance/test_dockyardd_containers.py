@@ -131,6 +131,38 @@ def test_published_ports_without_a_bridge_are_refused(daemon: Dockyardd) -> None
     assert r.returncode == 125 and "published ports need a bridge network" in r.stderr, explain(daemon, r)
 
 
+def test_attach_over_websocket(daemon: Dockyardd, names: Names) -> None:
+    """GET /containers/{id}/attach/ws, as web consoles use it: input messages reach the
+    container's stdin, its output comes back unframed in binary messages, and the session ends
+    when the container does."""
+    import asyncio
+
+    import aiohttp
+
+    name = names.new()
+    assert docker(daemon, "run", "-d", "-i", "--name", name, "busybox", "sh").ok
+
+    async def session() -> tuple[bytes, bool]:
+        connector = aiohttp.UnixConnector(path=str(daemon.socket))
+        async with aiohttp.ClientSession(connector=connector) as client:
+            url = f"http://docker/v1.45/containers/{name}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1"
+            async with client.ws_connect(url) as ws:
+                await ws.send_bytes(b"echo hello-ws; echo oops >&2; exit 0\n")
+                received, binary = b"", True
+                while True:
+                    message = await ws.receive(timeout=20)
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                        return received, binary
+                    binary = binary and message.type == aiohttp.WSMsgType.BINARY
+                    received += message.data if isinstance(message.data, bytes) else message.data.encode()
+
+    received, binary = asyncio.run(session())
+    assert binary and b"hello-ws\n" in received and b"oops\n" in received, received
+    assert b"\x01\x00\x00\x00" not in received  # no multiplexing headers
+    r = docker(daemon, "wait", name)
+    assert r.ok and r.stdout.strip() == "0", explain(daemon, r)
+
+
 def test_restart_policy_on_failure(daemon: Dockyardd, names: Names) -> None:
     name = names.new()
     r = docker(daemon, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import struct
@@ -465,8 +466,59 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return await hijack.session(request, content_type, reader, writer, stdin=want_stdin, detach_keys=detach_keys)
 
 
-async def attach_ws(request: web.Request) -> web.Response:
-    raise InvalidArgument("attach over websocket is not implemented")
+async def attach_ws(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/attach/ws (what web consoles use): the container's output unframed,
+    one message per chunk (binary from API 1.28 on, text before, as dockerd), and every message
+    received written to its stdin. The session ends with the output or the client's close."""
+    service = backend(request).containers
+    want_stdin, want_out, want_err = boolean(request, "stdin"), boolean(request, "stdout"), boolean(request, "stderr")
+    c = service.get(request.match_info["id"])
+    past = _past_output(service, c, want_out, want_err) if boolean(request, "logs") else b""
+    writer: Any = None
+    if boolean(request, "stream"):
+        c, reader, writer = await service.attach(c.id, want_stdin, want_out, want_err)
+    else:
+        reader = asyncio.StreamReader()
+        reader.feed_eof()
+    if past:
+        reader = hijack.prefixed(past, reader)
+    output = reader if c.tty else hijack.unframed(reader)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    binary = at_least(api_version(request), "1.28")
+
+    async def send_output() -> None:
+        while data := await output.read(65536):
+            if ws.closed:
+                return
+            await (ws.send_bytes(data) if binary else ws.send_str(data.decode(errors="replace")))
+
+    async def receive_input() -> None:
+        async for message in ws:
+            if writer is None or not want_stdin:
+                continue
+            if message.type == web.WSMsgType.BINARY:
+                writer.write(message.data)
+            elif message.type == web.WSMsgType.TEXT:
+                writer.write(message.data.encode())
+            else:
+                continue
+            await writer.drain()
+
+    loop = asyncio.get_running_loop()
+    sending, receiving = loop.create_task(send_output()), loop.create_task(receive_input())
+    try:
+        await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sending, receiving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        await ws.close()
+    return ws
 
 
 async def prune(request: web.Request) -> web.Response:
