@@ -229,3 +229,43 @@ def test_without_a_mount_namespace(runtime, bundle):
     bundle.save()
     out = runtime("run", "--bundle", bundle.path, "c1")
     assert out.stdout.split() == ["chrooted", "/bin/busybox"]
+
+
+def test_a_create_killed_midway_is_cleaned_up_by_delete(runtime, bundle, tmp_path):
+    """SIGKILL of the runtime in the middle of `create` (here: during a createRuntime hook, once
+    the init is in its cgroup) leaves a state that reads as stopped, and `delete` removes the
+    container's directory and cgroups."""
+    from dockyard.cgroups import manager_from_dict
+    from dockyard.errors import DockyardError
+    from dockyard.runtime.state import StateStore
+    from runtime_helpers import RUNTIME
+
+    marker = tmp_path / "hook-pid"
+    bundle.spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo $$ > {marker}; exec sleep 30"]}]}
+    bundle.save()
+    proc = subprocess.Popen([RUNTIME, "--root", runtime.root, "create", "--bundle", bundle.path, "c1"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hook_pid = 0
+    try:
+        deadline = time.monotonic() + 20
+        while not (marker.exists() and marker.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        hook_pid = int(marker.read_text())
+        cg = manager_from_dict(StateStore(runtime.root).load("c1").cgroup)
+        assert cg.pids(), "the init is in the container's cgroup by now"
+        proc.kill()
+        proc.wait(10)
+        assert runtime.state("c1")["status"] == "stopped"
+        runtime("delete", "c1")
+        assert not os.path.exists(os.path.join(runtime.root, "c1"))
+        with pytest.raises(DockyardError):
+            cg.pids()  # its directories are gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if hook_pid:
+            try:
+                os.kill(hook_pid, 9)
+            except ProcessLookupError:
+                pass

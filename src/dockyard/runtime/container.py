@@ -130,11 +130,17 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
     if systemd_cgroup:
         _cgroup_manager(spec, container_id, True)  # raises NotImplementedFeature with a clear message
     store.reserve(container_id)
+    lock = store.lock(container_id)  # a `delete` meanwhile waits for this create to end
     cg = None
     init_pid = 0
     chan = None
     try:
         cg = _cgroup_manager(spec, container_id, False)
+        # provisional (no pid: it reads as stopped): if this process is killed from here on, the
+        # state says which cgroup to clean, and `delete` removes it all
+        store.save(st.ContainerState(id=container_id, bundle=os.path.abspath(opts.bundle), rootfs=spec["root"]["path"],
+                                     pid=0, pid_start=0, created=_now_rfc3339(), config=spec, cgroup=cg.to_dict(),
+                                     owner=str(os.geteuid()), status_hint=st.CREATING))
         cg.create()
         resources = cgroup_resources(spec)
         if resources:
@@ -159,6 +165,7 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
         store.remove(container_id)
         raise
     finally:
+        os.close(lock)
         if chan is not None:
             chan.close()
 
@@ -338,7 +345,7 @@ def delete(store: st.StateStore, container_id: str, force: bool = False) -> None
             _kill_quietly(state.pid)
             _wait_gone(state)
         if cg is not None:
-            cg.destroy()
+            _destroy_cgroup(cg)  # what an interrupted create or a host-pid container left is killed first
         hooks = (state.config.get("hooks") or {}).get("poststop")
         if hooks:
             _run_hooks_warning(hooks, dict(oci_state(store, state), status=st.STOPPED), "poststop")
