@@ -103,8 +103,8 @@ def _helper(name: str, action: str, data: str) -> str:
         raise CliError(f"credential helper {program} {action}: {e}", 1) from e
     if done.returncode != 0:
         message = (done.stdout.strip() or done.stderr.strip() or f"exit status {done.returncode}")
-        if action == "get" and "credentials not found" in message.lower():
-            return ""
+        if action in ("get", "erase") and "credentials not found" in message.lower():
+            return ""  # nothing there: for erase, what was wanted
         raise CliError(f"credential helper {program} {action}: {message}", 1)
     return done.stdout
 

@@ -145,7 +145,7 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
         resources = cgroup_resources(spec)
         if resources:
             cg.set(resources)
-        init_pid, chan = _start_init(store, container_id, spec, opts, cg)
+        init_pid, chan = _start_init(store, container_id, spec, opts, cg, lock)
         now = _now_rfc3339()
         pid_start = st.process_start_time(init_pid)
         if pid_start is None:
@@ -170,7 +170,8 @@ def create(store: st.StateStore, container_id: str, opts: CreateOptions, systemd
             chan.close()
 
 
-def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: CreateOptions, cg: Any) -> tuple[int, Channel]:
+def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: CreateOptions, cg: Any,
+                lock: int) -> tuple[int, Channel]:
     from dockyard.runtime.init import InitContext, stage1
 
     linux = spec.get("linux") or {}
@@ -195,7 +196,7 @@ def _start_init(store: st.StateStore, container_id: str, spec: Spec, opts: Creat
     ctx = InitContext(spec=spec, container_id=container_id, bundle=os.path.abspath(opts.bundle),
                       rootfs=spec["root"]["path"], fifo_fd=fifo_fd, cgroup_mounts=cg.mounts(), cgroup=cg, seccomp=seccomp,
                       console_sock=console_sock, no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-                      preserve_fds=opts.preserve_fds)
+                      preserve_fds=opts.preserve_fds, runtime_fds=(lock,))
     parent, child = Channel.pair()
     stage1_pid = cg.fork()
     if stage1_pid == 0:

@@ -25,7 +25,7 @@ class InitContext:
     def __init__(self, spec: Spec, container_id: str, bundle: str, rootfs: str, fifo_fd: int,
                  cgroup_mounts: list[tuple[str, str]], cgroup: Any = None, seccomp: Any = None,
                  console_sock: Any = None, no_pivot: bool = False, no_new_keyring: bool = False,
-                 preserve_fds: int = 0) -> None:
+                 preserve_fds: int = 0, runtime_fds: tuple[int, ...] = ()) -> None:
         self.spec = spec
         self.container_id = container_id
         self.bundle = bundle
@@ -33,6 +33,7 @@ class InitContext:
         self.fifo_fd = fifo_fd
         self.cgroup_mounts = cgroup_mounts
         self.cgroup = cgroup  # joined by stage-1 itself (CgroupManager.join_self)
+        self.runtime_fds = runtime_fds  # the runtime's own (its state lock): closed first by stage-1
         self.seccomp = seccomp
         self.console_sock = console_sock
         self.no_pivot = no_pivot
@@ -72,6 +73,11 @@ def enter_namespaces(spec: Spec, chan: Channel) -> None:
 
 def stage1(ctx: InitContext, chan: Channel) -> NoReturn:
     try:
+        for fd in ctx.runtime_fds:  # not even a preserved fd number may carry them into the container
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         chan.expect("go", "stage-1")
         if ctx.cgroup is not None:
             ctx.cgroup.join_self()  # before unsharing: the cgroup namespace is rooted here

@@ -415,10 +415,22 @@ class ContainerService:
             out += links.env(c.name, alias, address, other.config.get("ExposedPorts"), other.config.get("Env"))
         return out
 
+    def _drop_links_to(self, name: str) -> None:
+        """A removed container's legacy links go with it, as dockerd drops them (a later
+        container of the same name is not linked by accident)."""
+        for o in self.containers.values():
+            kept = [x for x in self.host_config_list(o, "Links") if links.parse(x)[0] != name]
+            if len(kept) != len(self.host_config_list(o, "Links")):
+                o.host_config["Links"] = kept
+                self.save(o)
+
     def link_names(self, c: Container) -> list[str]:
-        """The names other containers' links give `c` ("/linking/alias"), as dockerd lists them."""
+        """The names other containers' default-bridge links give `c` ("/linking/alias"), as
+        dockerd lists them (on user-defined networks links are only DNS aliases)."""
         names = []
         for o in self.containers.values():
+            if str(o.host_config.get("NetworkMode") or "default") not in ("default", "bridge"):
+                continue
             for link in self.host_config_list(o, "Links"):
                 target, alias = links.parse(link)
                 if target == c.name:
@@ -865,6 +877,7 @@ class ContainerService:
                 log.debug("container %s: supervisor delete: %s", c.id[:12], e)
             await self._cleanup_files(c.id)
             del self.containers[c.id]
+            self._drop_links_to(c.name)
             await self._release_volumes(c, remove_anonymous=volumes)
         self._event("destroy", c)
         for fut in self._remove_waiters.pop(c.id, []):
@@ -897,8 +910,16 @@ class ContainerService:
             for link in self.host_config_list(o, "Links"):
                 target, alias = links.parse(link)
                 renamed.append(links.stored(new_name if target == old else target, o.name, alias))
-            if renamed != self.host_config_list(o, "Links"):
+            changed = renamed != self.host_config_list(o, "Links")
+            if changed:
                 o.host_config["Links"] = renamed
+            for ep in o.networks.values():  # endpoint links (DNS aliases): "name:alias"
+                kept = [str(x) for x in ep.get("Links") or []]
+                moved = [f"{new_name}:{x.partition(':')[2] or old}" if x.partition(":")[0].strip("/") == old else x
+                         for x in kept]
+                if moved != kept:
+                    ep["Links"], changed = moved, True
+            if changed:
                 self.save(o)
         self._event("rename", c, {"oldName": "/" + old})
 

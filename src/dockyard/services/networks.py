@@ -20,6 +20,7 @@ addresses of running containers are taken back, and the resolvers and proxies re
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -305,6 +306,14 @@ class NetworkService:
         aliases = [str(a) for a in (config.get("Aliases") or [])]
         if ipam.get("IPv4Address") and not net.user_defined:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        for key, version in (("IPv4Address", 4), ("IPv6Address", 6)):
+            if ipam.get(key):
+                try:
+                    family = ipaddress.ip_address(str(ipam[key])).version
+                except ValueError:
+                    raise InvalidArgument(f"invalid {key} {ipam[key]!r}") from None
+                if family != version:
+                    raise InvalidArgument(f"{key} {ipam[key]!r} is not an IPv{version} address")
         if ipam.get("IPv4Address"):
             self.kernel.check_address(net, ipam["IPv4Address"])
         if ipam.get("IPv6Address"):
@@ -365,19 +374,29 @@ class NetworkService:
         await self.kernel.ensure_bridge(net)
         requested = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
         ip, prefix = self.kernel.allocate(net, requested)
-        mac = ep.get("_RequestedMac") or mac_for(ip)
+        ip6, prefix6 = "", 0
         host_if = f"veth{secrets.token_hex(4)[:7]}"
+        attached = False
         try:
+            if net.enable_ipv6 and net.subnet6:  # before the veth: a taken --ip6 fails with nothing made
+                ip6, prefix6 = self.kernel.allocate(net, (ep.get("IPAMConfig") or {}).get("IPv6Address") or "",
+                                                    version=6)
+            mac = ep.get("_RequestedMac") or mac_for(ip)
             await self.kernel.attach(net, netns, host_if, f"eth{index}", ip, prefix, mac, default_route=index == 0)
+            attached = True
+            if ip6:
+                await self.kernel.add_address(net, netns, f"eth{index}", ip6, prefix6, default_route=index == 0)
         except BaseException:
-            self.kernel.release(net, ip)
+            for address in (ip, ip6):
+                if address:
+                    self.kernel.release(net, address)
+            if attached:
+                await self.kernel.delete_link(host_if)
             raise
         ep.update({"EndpointID": secrets.token_hex(32), "IPAddress": ip, "IPPrefixLen": prefix,
                    "Gateway": net.gateway, "MacAddress": mac, "_HostInterface": host_if, "_Interface": f"eth{index}"})
-        if net.enable_ipv6 and net.subnet6:
-            ip6, prefix6 = self.kernel.allocate(net, (ep.get("IPAMConfig") or {}).get("IPv6Address") or "", version=6)
+        if ip6:
             ep.update({"GlobalIPv6Address": ip6, "GlobalIPv6PrefixLen": prefix6, "IPv6Gateway": net.gateway6})
-            await self.kernel.add_address(net, netns, f"eth{index}", ip6, prefix6, default_route=index == 0)
 
     async def teardown(self, c: Any) -> None:
         """The container stopped: its addresses, proxies, resolver and rules go."""
@@ -550,8 +569,9 @@ class NetworkService:
         if net.driver != "bridge":
             raise WrongState(f"container cannot be disconnected from network {net.name}")
         async with self._lock:
-            if ep.get("IPAddress"):
-                self.kernel.release(net, ep["IPAddress"])
+            for key in ("IPAddress", "GlobalIPv6Address"):
+                if ep.get(key):
+                    self.kernel.release(net, ep[key])
             if _has_namespace(c) and ep.get("_Interface"):
                 await self.kernel.remove_interface(f"/proc/{c.state.pid}/ns/net", ep["_Interface"])
             if ep.get("_HostInterface"):
@@ -621,8 +641,6 @@ def _write_in_place(path: str, text: str) -> None:
 
 def _split_ipam(configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """IPAM.Config: at most one IPv4 entry (the first without an IPv6 subnet) and one IPv6 entry."""
-    import ipaddress
-
     v4: list[dict[str, Any]] = []
     v6: list[dict[str, Any]] = []
     for conf in configs:

@@ -327,6 +327,7 @@ class Container:
         self.memory_cgroup: str | None = None
         self.start_time = 0
         self.lock = asyncio.Lock()
+        self._has_hooks: bool | None = None
 
     @property
     def pid(self) -> int:
@@ -344,6 +345,17 @@ class Container:
                   "memory_cgroup": self.memory_cgroup, "execs": execs}
         # no fsync: the loop must not wait for the disk, and a host crash ends the containers anyway
         write_json_atomic(os.path.join(self.dir, "state.json"), record, 0o600, sync=False)
+
+    def has_hooks(self) -> bool:
+        """Whether the bundle's spec has hooks: their processes must be the runtime's children,
+        never reaped by this supervisor, so those verbs run in a fork, not in a thread."""
+        if self._has_hooks is None:
+            try:
+                with open(os.path.join(self.config["bundle"], "config.json"), "rb") as f:
+                    self._has_hooks = bool(json.loads(f.read()).get("hooks"))
+            except (OSError, ValueError, AttributeError):
+                self._has_hooks = True  # unknown: the safe way
+        return self._has_hooks
 
     def runtime_argv(self, *args: str) -> list[str]:
         return [self.config["runtime"], "--root", self.config["runtime_root"], "--log",
@@ -613,7 +625,7 @@ class Supervisor:
         return self.loop.create_task(result())
 
     async def run_runtime(self, c: Container, *args: str, what: str = "") -> bytes:
-        if args[0] in inproc.CALLABLE and self._runs_inprocess(c.config["runtime"]):
+        if args[0] in inproc.CALLABLE and self._runs_inprocess(c.config["runtime"]) and not c.has_hooks():
             # no fork at all: a worker thread runs the verb's code (see inproc.call_runtime)
             code, message = await asyncio.to_thread(inproc.call_runtime, c.runtime_argv(*args))
             if code != 0:
@@ -776,8 +788,8 @@ class Supervisor:
             except p.ShimError as failure:
                 # the init exited just before (the runtime saw it stopped): a state error, once
                 # the reaper has recorded the exit, not a failure
-                try:
-                    await asyncio.wait_for(c.init.exited.wait(), 1.0)
+                try:  # recorded after the output drains (IO_DRAIN_TIMEOUT at most)
+                    await asyncio.wait_for(c.init.exited.wait(), IO_DRAIN_TIMEOUT + 1.0)
                 except asyncio.TimeoutError:
                     raise failure from None
                 raise errors.WrongState(f"cannot {verb} container {c.id!r}: it is stopped") from None

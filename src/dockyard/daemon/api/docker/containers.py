@@ -16,7 +16,7 @@ from dockyard.daemon.api.docker import hijack
 from dockyard.daemon.api.docker.app import Router, api_version, backend, json_response
 from dockyard.daemon.api.docker.params import boolean, filters, integer, json_body, timestamp
 from dockyard.daemon.api.docker.version import at_least
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.services.containers import Container, now_rfc3339, parse_rfc3339
 from dockyard.services.logs import LogEntry, LogReader
 from dockyard.utils.durations import human_duration
@@ -469,29 +469,37 @@ async def attach(request: web.Request) -> web.StreamResponse:
 async def attach_ws(request: web.Request) -> web.StreamResponse:
     """GET /containers/{id}/attach/ws (what web consoles use): the container's output unframed,
     one message per chunk (binary from API 1.28 on, text before, as dockerd), and every message
-    received written to its stdin. The session ends with the output or the client's close."""
+    received written to its stdin; the client's close is the end of its input. The session ends
+    with the output or the client's close."""
+    import codecs
+
     service = backend(request).containers
     want_stdin, want_out, want_err = boolean(request, "stdin"), boolean(request, "stdout"), boolean(request, "stderr")
     c = service.get(request.match_info["id"])
     past = _past_output(service, c, want_out, want_err) if boolean(request, "logs") else b""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)  # first: nothing is attached for a request that is not a websocket
     writer: Any = None
-    if boolean(request, "stream"):
-        c, reader, writer = await service.attach(c.id, want_stdin, want_out, want_err)
-    else:
-        reader = asyncio.StreamReader()
-        reader.feed_eof()
+    try:
+        if boolean(request, "stream"):
+            c, reader, writer = await service.attach(c.id, want_stdin, want_out, want_err)
+        else:
+            reader = asyncio.StreamReader()
+            reader.feed_eof()
+    except DockyardError as e:
+        await ws.close(code=1011, message=str(e)[:120].encode())
+        return ws
     if past:
         reader = hijack.prefixed(past, reader)
     output = reader if c.tty else hijack.unframed(reader)
-    ws = web.WebSocketResponse()
-    await ws.prepare(request)
     binary = at_least(api_version(request), "1.28")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     async def send_output() -> None:
         while data := await output.read(65536):
             if ws.closed:
                 return
-            await (ws.send_bytes(data) if binary else ws.send_str(data.decode(errors="replace")))
+            await (ws.send_bytes(data) if binary else ws.send_str(decoder.decode(data)))
 
     async def receive_input() -> None:
         async for message in ws:
@@ -504,11 +512,16 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
             else:
                 continue
             await writer.drain()
+        if writer is not None and want_stdin and writer.can_write_eof():
+            writer.write_eof()  # the wrapper keeps dockerd's rule on whether stdin really closes
 
     loop = asyncio.get_running_loop()
     sending, receiving = loop.create_task(send_output()), loop.create_task(receive_input())
     try:
         await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving.done() and not sending.done():
+            with contextlib.suppress(asyncio.TimeoutError):  # the last output after the input ended
+                await asyncio.wait_for(asyncio.shield(sending), 1.0)
     finally:
         for task in (sending, receiving):
             task.cancel()
