@@ -51,9 +51,12 @@ def cmd_network_create(client: Client, argv: list[str]) -> int:
     for i, subnet in enumerate(subnets):  # one IPv4 and one IPv6 subnet at most, as docker's
         conf = {k: v for k, v in (("Subnet", subnet), ("Gateway", gateways[i] if i < len(gateways) else ""),
                                   ("IPRange", ranges[i] if i < len(ranges) else "")) if v}
-        if i == 0 and p["aux_address"]:
-            conf["AuxiliaryAddresses"] = _labels(p["aux_address"])
         ipam["Config"].append(conf)
+    if p["aux_address"]:  # they belong to the IPv4 subnet, wherever it is in the list
+        v4 = [c for c in ipam["Config"] if ":" not in c.get("Subnet", "")]
+        if not v4:
+            raise UsageError("--aux-address needs an IPv4 --subnet")
+        v4[0]["AuxiliaryAddresses"] = _labels(p["aux_address"])
     body = {"Name": p.positionals[0], "Driver": p["driver"] or "bridge", "IPAM": ipam,
             "Internal": bool(p["internal"]), "Attachable": bool(p["attachable"]), "EnableIPv6": bool(p["ipv6"]),
             "Labels": _labels(p["label"]), "Options": _labels(p["opt"])}
