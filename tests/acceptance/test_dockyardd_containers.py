@@ -101,8 +101,10 @@ def test_pid_and_ipc_of_another_container(daemon: Dockyardd, names: Names) -> No
     assert donor_ipc.startswith("ipc:["), donor_ipc
     r = docker(daemon, "run", "--rm", "--pid", f"container:{donor}", "busybox", "ps", "-o", "args")
     assert r.ok and "sleep 60" in r.stdout, explain(daemon, r)
-    r = docker(daemon, "run", "--rm", "--ipc", f"container:{donor}", "busybox", "readlink", "/proc/self/ns/ipc")
-    assert r.ok and r.stdout.strip() == donor_ipc, explain(daemon, r)
+    assert docker(daemon, "exec", donor, "sh", "-c", "echo posix > /dev/shm/segment").ok
+    r = docker(daemon, "run", "--rm", "--ipc", f"container:{donor}", "busybox", "sh", "-c",
+               "readlink /proc/self/ns/ipc; cat /dev/shm/segment")
+    assert r.ok and r.stdout.split() == [donor_ipc, "posix"], explain(daemon, r)  # its /dev/shm too
     r = docker(daemon, "run", "--rm", "busybox", "readlink", "/proc/self/ns/ipc")
     assert r.ok and r.stdout.strip() != donor_ipc, explain(daemon, r)
     assert docker(daemon, "run", "-d", "--name", private, "busybox", "sleep", "60").ok

@@ -95,7 +95,11 @@ def test_namespaces_and_cgroups_path(rootfs: str) -> None:
     with pytest.raises(InvalidArgument, match="PidMode.*not known"):
         spec(rootfs, host={"PidMode": "container:abc"})
     s = spec(rootfs, host={"PidMode": "container:abc", "IpcMode": "container:abc"},
-             joined={"pid": "/proc/7/ns/pid", "ipc": "/proc/7/ns/ipc"})
+             joined={"pid": "/proc/7/ns/pid", "ipc": "/proc/7/ns/ipc", "shm": "/data/abc/shm"})
+    assert {"destination": "/dev/shm", "type": "bind", "source": "/data/abc/shm",
+            "options": ["rbind", "rprivate"]} in s["mounts"]
+    with pytest.raises(InvalidArgument, match="shm-size and ipc container"):
+        spec(rootfs, host={"IpcMode": "container:abc", "ShmSize": 1 << 20}, joined={"ipc": "/x", "shm": "/y"})
     assert {"type": "pid", "path": "/proc/7/ns/pid"} in s["linux"]["namespaces"]
     assert {"type": "ipc", "path": "/proc/7/ns/ipc"} in s["linux"]["namespaces"]
     with pytest.raises(InvalidArgument, match="UTSMode"):

@@ -330,10 +330,31 @@ class ContainerService:
             image = 0
         return rw, rw + image
 
-    def _joined(self, c: Container) -> dict[str, str]:
+    def _shm_dir(self, cid: str) -> str:
+        return os.path.join(self.dir(cid), "shm")
+
+    async def _shareable_shm(self, c: Container) -> str:
+        """`--ipc shareable`: the container's /dev/shm is a tmpfs the daemon mounts in its own
+        namespace (under the container's directory), so that `--ipc container:<it>` containers
+        can bind the same one; it goes when the container is removed."""
+        path = self._shm_dir(c.id)
+        if not await asyncio.to_thread(os.path.ismount, path):
+            from dockyard.linux import libc
+            from dockyard.services.specgen import DEFAULT_SHM_SIZE
+
+            size = int(c.host_config.get("ShmSize") or 0) or DEFAULT_SHM_SIZE
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            libc.mount("shm", path, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+                       f"mode=1777,size={size}")
+        return path
+
+    async def _joined(self, c: Container) -> dict[str, str]:
         """`--pid container:<id>` and `--ipc container:<id>`: the running container's namespaces
-        (its IPC only when it made it shareable, as dockerd requires)."""
+        (its IPC only when it made it shareable, as dockerd requires, and then its /dev/shm too);
+        `--ipc shareable`: the container's own host-side /dev/shm."""
         out = {}
+        if str(c.host_config.get("IpcMode") or "") == "shareable":
+            out["shm"] = await self._shareable_shm(c)
         for key, kind, label in (("PidMode", "pid", "PID"), ("IpcMode", "ipc", "IPC")):
             mode = str(c.host_config.get(key) or "")
             if not mode.startswith("container:"):
@@ -347,6 +368,8 @@ class ContainerService:
                 raise InvalidArgument(f"non-shareable IPC (hint: use IpcMode:shareable for the donor container "
                                       f"{other.name})")
             out[kind] = f"/proc/{other.state.pid}/ns/{kind}"
+            if kind == "ipc" and str(other.host_config.get("IpcMode") or "") == "shareable":
+                out["shm"] = await self._shareable_shm(other)
         return out
 
     def hosts_text(self, c: Container, address: str | None = None, more: list[str] | None = None) -> str:
@@ -486,7 +509,7 @@ class ContainerService:
             config = dict(c.config, Env=link_env + list(c.config.get("Env") or []))
         spec = specgen.build_spec(c.id, config, c.host_config, image_config, rootfs, self._files(c.id),
                                   CGROUP_PARENT, netns, self.daemon_config.init_path,
-                                  **({} if volumes is None else {"volumes": volumes}), joined=self._joined(c))
+                                  **({} if volumes is None else {"volumes": volumes}), joined=await self._joined(c))
         await asyncio.to_thread(ensure_working_dir, rootfs, str(spec["process"].get("cwd") or "/"))
         write_json_atomic(os.path.join(self.bundle(c.id), "config.json"), spec, 0o600)
 
@@ -889,6 +912,11 @@ class ContainerService:
 
     async def _cleanup_files(self, cid: str) -> None:
         await self.unmount_rootfs(cid)
+        shm = self._shm_dir(cid)
+        if await asyncio.to_thread(os.path.ismount, shm):
+            from dockyard.linux import libc
+
+            await asyncio.to_thread(libc.umount, shm, libc.MNT_DETACH)
         try:
             await asyncio.to_thread(self.images.store.remove_container, cid)
         except NotFound:

@@ -53,7 +53,8 @@ def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host
                init_path: str | None = None, volumes: list[dict[str, Any]] | None = None,
                joined: dict[str, str] | None = None) -> dict[str, Any]:
     """The OCI spec for one container (see the module docstring); `volumes`: see `_mounts`;
-    `joined`: the other containers' namespaces for `--pid`/`--ipc container:<id>` ("pid", "ipc")."""
+    `joined`: the other containers' namespaces for `--pid`/`--ipc container:<id>` ("pid", "ipc"),
+    and "shm": the daemon-side /dev/shm of a shareable container (its own, or the IPC donor's)."""
     if isinstance(config, dict):
         config = ContainerConfig.from_docker(config)
     if isinstance(host_config, dict):
@@ -104,7 +105,7 @@ def build_spec(container_id: str, config: ContainerConfig | dict[str, Any], host
         "ociVersion": "1.1.0",
         "process": process,
         "root": {"path": rootfs, "readonly": bool(host_config.readonly_rootfs)},
-        "mounts": _mounts(host_config, files, init_path, volumes),
+        "mounts": _mounts(host_config, files, init_path, volumes, (joined or {}).get("shm")),
         "linux": linux,
     }
     if host_config.uts_mode != "host":
@@ -495,7 +496,7 @@ def _sysctls(sysctls: dict[str, str], network_mode: str) -> dict[str, str]:
 # -- mounts ---------------------------------------------------------------------------------------
 
 
-def _default_mounts(host: HostConfig) -> list[dict[str, Any]]:
+def _default_mounts(host: HostConfig, shm_source: str | None = None) -> list[dict[str, Any]]:
     sys_ro = [] if host.privileged else ["ro"]
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -508,7 +509,13 @@ def _default_mounts(host: HostConfig) -> list[dict[str, Any]]:
          "options": ["nosuid", "noexec", "nodev", "relatime", *sys_ro]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
     ]
-    if host.ipc_mode not in ("none", "host"):
+    if shm_source:
+        # a shareable container's own /dev/shm, or the one of the container whose IPC it joins:
+        # a tmpfs the daemon keeps in its namespace (POSIX shared memory lives there)
+        if host.ipc_mode.startswith("container:") and host.shm_size:
+            raise InvalidArgument("HostConfig.ShmSize: conflicting options: shm-size and ipc container")
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": shm_source, "options": ["rbind", "rprivate"]})
+    elif host.ipc_mode not in ("none", "host"):
         if host.shm_size < 0:
             raise InvalidArgument("HostConfig.ShmSize: must not be negative")
         size = host.shm_size or DEFAULT_SHM_SIZE
@@ -580,7 +587,7 @@ def _mount_from_api(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mounts(host: HostConfig, files: dict[str, str], init_path: str | None,
-            volumes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+            volumes: list[dict[str, Any]] | None = None, shm_source: str | None = None) -> list[dict[str, Any]]:
     """`volumes`: the OCI mounts of the container's volumes (named, anonymous, --volumes-from),
     resolved by the container service; without them a volume in Binds or Mounts is refused."""
     resolved = volumes is not None
@@ -604,7 +611,7 @@ def _mounts(host: HostConfig, files: dict[str, str], init_path: str | None,
     if host.init and init_path:
         user.append({"destination": INIT_PATH_IN_CONTAINER, "type": "bind", "source": init_path,
                      "options": ["bind", "ro"]})
-    defaults = [m for m in _default_mounts(host) if m["destination"] not in seen]
+    defaults = [m for m in _default_mounts(host, shm_source) if m["destination"] not in seen]
     # parents before children, so a mount never hides one made inside it (moby sorts likewise)
     user.sort(key=lambda m: len(m["destination"].rstrip("/").split("/")))
     return defaults + user
