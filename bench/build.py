@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,8 +23,8 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "acceptance"))
 
-from daemon_run import DOCKER, DOCKYARD, run_cli, stop_both, versions  # noqa: E402
-from harness import Candidate, Context, add_common_arguments, run_benchmark, update_results  # noqa: E402
+from daemon_run import DOCKER, DOCKYARD, finish, run_cli, versions  # noqa: E402
+from harness import Candidate, Context, add_common_arguments, record_results, run_benchmark  # noqa: E402
 from docker_engine import DockerEngine, start_engine  # noqa: E402
 from dockyardd import Dockyardd, start_dockyardd  # noqa: E402
 
@@ -101,17 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             result.notes.append("target (issue): cold <= 1.0x, cached rebuild <= 0.5x Docker's time")
             print(result.text())
             results.append(result)
-        if args.write:
-            for r in results:
-                update_results(args.results, r)
-            print(f"recorded in {args.results}")
-        rc = 0 if all(s.ok for r in results for s in r.series) else 1
+        rc = record_results(results, args)
     finally:
-        problems = stop_both(dy, dk)
-        for p in problems:
-            print(f"clean-up: {p}", file=sys.stderr)
-        if not problems:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(dy, dk, work)
     return rc
 
 

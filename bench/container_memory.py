@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "acceptance"))
 
 from harness import BenchmarkError, RESULTS, machine_facts, tool_version  # noqa: E402
-from daemon_run import run_cli, start_both, stop_both, warm  # noqa: E402
+from daemon_run import finish, run_cli, start_both, warm  # noqa: E402
 from docker_engine import DockerEngine, _descendants, docker_cli  # noqa: E402
 from dockyardd import Dockyardd  # noqa: E402
 
@@ -267,13 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recorded in {args.results}")
         rc = 0
     finally:
-        problems = stop_both(dy, dk)
-        for p in problems:
-            print(f"clean-up: {p}", file=sys.stderr)
-        if not problems:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"left {work} in place for inspection", file=sys.stderr)
+        problems = finish(dy, dk, work)
     return 1 if problems else rc
 
 

@@ -43,7 +43,7 @@ from harness import (  # noqa: E402
     add_common_arguments,
     run_benchmark,
     tool_version,
-    update_results,
+    record_results,
 )
 from docker_engine import (  # noqa: E402
     DockerEngine,
@@ -95,6 +95,19 @@ def stop_both(dy: Dockyardd | None, dk: DockerEngine | None) -> list[str]:
     if dk is not None:
         problems += [f"docker: {p}" for p in stop_engine(dk)]
         remove_engine_dir(dk)
+    return problems
+
+
+def finish(dy: Dockyardd | None, dk: DockerEngine | None, work: Path) -> list[str]:
+    """Stop both engines by PID and print what they left; the work directory goes only when
+    nothing was left (otherwise it stays for inspection). Returns the problems."""
+    problems = stop_both(dy, dk)
+    for p in problems:
+        print(f"clean-up: {p}", file=sys.stderr)
+    if not problems:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"left {work} in place for inspection", file=sys.stderr)
     return problems
 
 
@@ -186,19 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             det.notes.append("two docker CLI processes per run; the container's id comes from `run -d`")
             print(det.text())
             results.append(det)
-        if args.write:
-            for r in results:
-                update_results(args.results, r)
-            print(f"recorded in {args.results}")
-        rc = 0 if all(s.ok for r in results for s in r.series) else 1
+        rc = record_results(results, args)
     finally:
-        problems = stop_both(dy, dk)
-        for p in problems:
-            print(f"clean-up: {p}", file=sys.stderr)
-        if not problems:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"left {work} in place for inspection", file=sys.stderr)
+        problems = finish(dy, dk, work)
     return 1 if problems else rc
 
 

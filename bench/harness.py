@@ -291,6 +291,15 @@ Times are wall-clock (`time.perf_counter`) around the timed commands only.
 """
 
 
+def record_results(results: list[Result], args: argparse.Namespace) -> int:
+    """With --write, each result's section goes into the results file; 0 when every series ran."""
+    if args.write:
+        for r in results:
+            update_results(args.results, r)
+        print(f"recorded in {args.results}")
+    return 0 if all(s.ok for r in results for s in r.series) else 1
+
+
 def update_results(path: Path, result: Result) -> None:
     """Write or replace `result`'s section (marked by its key) in the markdown file at `path`."""
     start, end = f"<!-- bench:{result.key} -->", f"<!-- /bench:{result.key} -->"

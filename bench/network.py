@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,10 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "acceptance"))
 
-from daemon_run import DOCKER, DOCKYARD, run_cli, versions  # noqa: E402
-from harness import BenchmarkError, Candidate, Context, add_common_arguments, run_benchmark, update_results  # noqa: E402
-from docker_engine import DockerEngine, remove_engine_dir, start_engine, stop_engine  # noqa: E402
-from dockyardd import Dockyardd, start_dockyardd, stop_dockyardd  # noqa: E402
+from daemon_run import DOCKER, DOCKYARD, finish, run_cli, versions  # noqa: E402
+from harness import BenchmarkError, Candidate, Context, add_common_arguments, record_results, run_benchmark  # noqa: E402
+from docker_engine import DockerEngine, start_engine  # noqa: E402
+from dockyardd import Dockyardd, start_dockyardd  # noqa: E402
 
 MIB = 256
 SERVE = (f"mkdir -p /www && echo pong > /www/p && dd if=/dev/zero of=/www/big bs=1M count={MIB} 2>/dev/null "
@@ -123,23 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             result.notes.append("target (issue): >= 1.0x Docker's throughput")
             print(result.text())
             results.append(result)
-        if args.write:
-            for r in results:
-                update_results(args.results, r)
-            print(f"recorded in {args.results}")
-        rc = 0 if all(s.ok for r in results for s in r.series) else 1
+        rc = record_results(results, args)
     finally:
-        problems: list[str] = []
-        if dy is not None:
-            problems += stop_dockyardd(dy)
-        if dk is not None:
-            problems += stop_engine(dk)
-            remove_engine_dir(dk)
+        finish(dy, dk, work)
         for ns in namespaces.values():
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-        for p in problems:
-            print(f"clean-up: {p}", file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
     return rc
 
 
