@@ -81,6 +81,23 @@ def short_id(ident: str, trunc: bool = True) -> str:
     return ident[:12] if trunc else ident
 
 
+def print_listing(records: list[dict[str, Any]], quiet: Any, template: str | None, headers: Sequence[str],
+                  columns: Sequence[str], key: str = "ID", unique: bool = False) -> None:
+    """A list command's output, as docker prints it: with --quiet each record's `key` (each value
+    once when `unique`), with --format each record through the template, else a table."""
+    if quiet:
+        seen: set[Any] = set()
+        for r in records:
+            if not (unique and r[key] in seen):
+                seen.add(r[key])
+                print(r[key])
+    elif template:
+        for r in records:
+            print(render(template, r))
+    else:
+        print(table(headers, [[r[c] for c in columns] for r in records]))
+
+
 def print_documents(found: list[Any], template: str | None) -> None:
     """`inspect`'s output: each document through --format, else all of them as indented JSON."""
     if template:

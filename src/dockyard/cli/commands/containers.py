@@ -11,7 +11,7 @@ from typing import Any
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
-from dockyard.cli.format import ago, render, short_id, table
+from dockyard.cli.format import ago, print_listing, render, short_id, table
 
 
 def _each(client: Client, names: list[str], action: str, method: str, path: str) -> int:
@@ -145,16 +145,9 @@ def cmd_ps(client: Client, argv: list[str]) -> int:
     containers = client.get("/containers/json" + qs(params))
     trunc = not p["no_trunc"]
     records = [ps_record(c, trunc) for c in containers]
-    if p["quiet"]:
-        for r in records:
-            print(r["ID"])
-    elif p["format"]:
-        for r in records:
-            print(render(p["format"], r))
-    else:
-        rows = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
-                for r in records]
-        print(table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows))
+    print_listing(records, p["quiet"], p["format"],
+                  ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                  ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"])
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, CliError, DaemonError, filters_json, json_messages, q, qs, read_chunks
-from dockyard.cli.format import ago, human_size, render, short_id, table
+from dockyard.cli.format import ago, human_size, print_listing, short_id
 from dockyard.cli.progress import Progress
 
 CHUNK = 1 << 20
@@ -129,18 +129,8 @@ def cmd_images(client: Client, argv: list[str]) -> int:
         filters.append(f"reference={p.positionals[0]}")
     images = client.get("/images/json" + qs({"all": p["all"] or None, "filters": filters_json(filters)}))
     records = image_records(images, not p["no_trunc"])
-    if p["quiet"]:
-        seen: list[str] = []
-        for r in records:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-                print(r["ID"])
-    elif p["format"]:
-        for r in records:
-            print(render(p["format"], r))
-    else:
-        rows = [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]] for r in records]
-        print(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows))
+    print_listing(records, p["quiet"], p["format"], ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+                  ["Repository", "Tag", "ID", "CreatedSince", "Size"], unique=True)
     return 0
 
 
@@ -188,15 +178,8 @@ def cmd_history(client: Client, argv: list[str]) -> int:
         records.append({"ID": short_id(ident, trunc) if ident != "<missing>" else ident,
                         "CreatedSince": ago(float(layer.get("Created", 0))), "CreatedBy": created_by,
                         "Size": human_size(float(layer.get("Size", 0))), "Comment": layer.get("Comment", "")})
-    if p["quiet"]:
-        for r in records:
-            print(r["ID"])
-    elif p["format"]:
-        for r in records:
-            print(render(p["format"], r))
-    else:
-        print(table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                    [[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]] for r in records]))
+    print_listing(records, p["quiet"], p["format"], ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                  ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"])
     return 0
 
 

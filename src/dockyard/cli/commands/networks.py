@@ -7,7 +7,7 @@ from typing import Any
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
-from dockyard.cli.format import print_documents, render, table
+from dockyard.cli.format import print_documents, print_listing
 
 
 def cmd_network_ls(client: Client, argv: list[str]) -> int:
@@ -18,15 +18,8 @@ def cmd_network_ls(client: Client, argv: list[str]) -> int:
                 "Scope": n.get("Scope", "local"), "Internal": str(n.get("Internal", False)).lower(),
                 "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items())} for n in nets]
     records.sort(key=lambda r: r["Name"])
-    if p["quiet"]:
-        for r in records:
-            print(r["ID"])
-    elif p["format"]:
-        for r in records:
-            print(render(p["format"], r))
-    else:
-        print(table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-                    [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in records]))
+    print_listing(records, p["quiet"], p["format"], ["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+                  ["ID", "Name", "Driver", "Scope"])
     return 0
 
 

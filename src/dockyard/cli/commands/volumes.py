@@ -6,7 +6,7 @@ import sys
 
 from dockyard.cli.args import F, Spec, UsageError
 from dockyard.cli.client import Client, DaemonError, filters_json, q, qs
-from dockyard.cli.format import human_size, print_documents, render, table
+from dockyard.cli.format import human_size, print_documents, print_listing
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -36,14 +36,7 @@ def cmd_ls(client: Client, argv: list[str]) -> int:
     p = Spec(F("-q", "--quiet"), F("-f", "--filter", multi=True), F("--format", value=True)).parse(argv)
     result = client.get("/volumes" + qs({"filters": filters_json(list(p["filter"]))}))
     volumes = sorted(result.get("Volumes") or [], key=lambda v: v["Name"])
-    if p["quiet"]:
-        for v in volumes:
-            print(v["Name"])
-    elif p["format"]:
-        for v in volumes:
-            print(render(p["format"], v))
-    else:
-        print(table(["DRIVER", "VOLUME NAME"], [[v["Driver"], v["Name"]] for v in volumes]))
+    print_listing(volumes, p["quiet"], p["format"], ["DRIVER", "VOLUME NAME"], ["Driver", "Name"], key="Name")
     return 0
 
 
