@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from dockyard.errors import InvalidArgument, NotFound, SystemFailure
 from dockyard.network import netlink
 from dockyard.network.firewall import BridgeRule, Firewall, PortRule
 from dockyard.network.ipam import mac_for
+from netns_helpers import is_mount_point, named_netns
 
 pytestmark = [pytest.mark.root]
 
@@ -59,27 +59,6 @@ try:
 except OSError as exc:
     print("error", type(exc).__name__)
 """
-
-
-def _is_mount_point(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-@contextlib.contextmanager
-def named_netns() -> Iterator[str]:
-    """A fresh `ip netns` namespace with lo up; deleted afterwards (with /run/netns's own mount
-    when `ip netns add` made it and nothing else uses it)."""
-    had_mount = _is_mount_point("/run/netns")
-    name = f"dyt-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-        if not had_mount and _is_mount_point("/run/netns") and not os.listdir("/run/netns"):
-            subprocess.run(["umount", "/run/netns"], check=False)
 
 
 def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -228,7 +207,7 @@ def test_named_netns_without_the_ip_tool(tmp_path: object, make_ns: Callable[[],
     directory = f"{tmp_path}/netns"
     with netlink.NetnsHandle.create(directory, "box") as handle:
         assert handle.path == f"{directory}/box"
-        assert _is_mount_point(handle.path)
+        assert is_mount_point(handle.path)
         mine = os.stat("/proc/self/ns/net").st_ino
         assert os.stat(handle.path).st_ino != mine
         assert set(netlink.list_links_in(handle.path)) == {"lo"}
@@ -240,7 +219,7 @@ def test_named_netns_without_the_ip_tool(tmp_path: object, make_ns: Callable[[],
         netlink.create_veth_into("veth-b", "tmp-b", handle.path, "dyt-br", address_cidr="10.62.0.2/24",
                                  gateway="10.62.0.1", netns=h)
         assert netlink.default_gateway_in(handle.path) == "10.62.0.1"
-    assert not os.path.exists(f"{directory}/box") and not _is_mount_point(f"{directory}/box")
+    assert not os.path.exists(f"{directory}/box") and not is_mount_point(f"{directory}/box")
     netlink.remove_named_netns(f"{directory}/box")   # gone already: nothing happens
     with pytest.raises(InvalidArgument):
         netlink.create_named_netns(directory, "../escape")

@@ -8,10 +8,8 @@ loopback."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import pytest
 from dockyard.errors import SystemFailure
 from dockyard.network.dns import Resolver
 from dockyard.network.nsutil import call_in_netns, socket_in_netns
+from netns_helpers import named_netns
 
 pytestmark = pytest.mark.root
 
@@ -51,30 +50,9 @@ print(json.dumps(out))
 """
 
 
-def _is_mount_point(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-@contextlib.contextmanager
-def netns_named() -> Iterator[str]:
-    """A fresh `ip netns` namespace, deleted afterwards. `ip netns add` makes /run/netns a mount
-    point the first time; that mount is undone too if it was not there before and is unused."""
-    had_mount = _is_mount_point("/run/netns")
-    name = f"dyt-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-        if not had_mount and _is_mount_point("/run/netns") and not os.listdir("/run/netns"):
-            subprocess.run(["umount", "/run/netns"], check=False)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
-    with netns_named() as path:
+    with named_netns() as path:
         yield path
 
 
