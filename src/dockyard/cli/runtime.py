@@ -232,8 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         log("error", str(e))
         return 1
     except OSError as e:
-        log("error", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        log("error", _os_error(e))
         return 1
+
+
+def _os_error(e: OSError) -> str:
+    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
 
 
 def _store(args: Args) -> Any:
@@ -408,7 +412,7 @@ def call(argv: list[str]) -> tuple[int, str]:
     except DockyardError as e:
         return 1, str(e)
     except OSError as e:
-        return 1, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return 1, _os_error(e)
 
 
 def _ps(store: Any, args: Args) -> int:

@@ -41,6 +41,9 @@ DEFAULT_BRIDGE = "dyd0"
 BUILTIN = ("bridge", "host", "none")
 
 
+ADDRESS_KEYS = ("IPAddress", "GlobalIPv6Address")  # an endpoint's addresses, IPv4 then IPv6
+
+
 @dataclass
 class Network:
     id: str
@@ -417,9 +420,8 @@ class NetworkService:
         await self._stop_helpers(c.id)
         for ep in c.networks.values():
             net = self.networks.get(ep.get("NetworkID", ""))
-            for key in ("IPAddress", "GlobalIPv6Address"):
-                if net is not None and ep.get(key):
-                    self.kernel.release(net, ep[key])
+            if net is not None:
+                self._release_addresses(net, ep)
             if ep.get("_HostInterface"):
                 await self.kernel.delete_link(ep["_HostInterface"])
             for key in ("EndpointID", "IPAddress", "Gateway", "MacAddress", "GlobalIPv6Address", "IPv6Gateway"):
@@ -427,6 +429,12 @@ class NetworkService:
             ep["IPPrefixLen"] = ep["GlobalIPv6PrefixLen"] = 0
             ep.pop("_HostInterface", None)
             ep.pop("_Interface", None)
+
+    def _release_addresses(self, net: Network, ep: dict[str, Any]) -> None:
+        """An endpoint's IPv4 and IPv6 addresses go back to the network's pools."""
+        for key in ADDRESS_KEYS:
+            if ep.get(key):
+                self.kernel.release(net, ep[key])
 
     def ports(self, c: Any) -> dict[str, list[dict[str, str]] | None]:
         """NetworkSettings.Ports: every exposed or published port and its host side."""
@@ -569,9 +577,7 @@ class NetworkService:
         if net.driver != "bridge":
             raise WrongState(f"container cannot be disconnected from network {net.name}")
         async with self._lock:
-            for key in ("IPAddress", "GlobalIPv6Address"):
-                if ep.get(key):
-                    self.kernel.release(net, ep[key])
+            self._release_addresses(net, ep)
             if _has_namespace(c) and ep.get("_Interface"):
                 await self.kernel.remove_interface(f"/proc/{c.state.pid}/ns/net", ep["_Interface"])
             if ep.get("_HostInterface"):
@@ -592,9 +598,9 @@ class NetworkService:
                         net = self.networks.get(ep.get("NetworkID", ""))
                         if net is not None and ep.get("IPAddress"):
                             await self.kernel.ensure_bridge(net)
-                            self.kernel.reserve(net, ep["IPAddress"])
-                            if ep.get("GlobalIPv6Address"):
-                                self.kernel.reserve(net, ep["GlobalIPv6Address"])
+                            for key in ADDRESS_KEYS:
+                                if ep.get(key):
+                                    self.kernel.reserve(net, ep[key])
                     try:
                         await self._publish(c)
                     except DockyardError as e:

@@ -346,19 +346,27 @@ class _Applier:
             self.implied[rel] = None
             self.present[rel] = _DIR
             return
+        found = self._lower_dir(rel)
+        os.mkdir(path, 0o755 if found is None else 0o700)
+        if found is not None:
+            self._inherit(rel, *found)
+        self.present[rel] = _DIR
+
+    def _lower_dir(self, rel: str) -> tuple[str, os.stat_result] | None:
+        """`rel` in the lower layers, which the layer writes beneath: a directory there, or nothing."""
         found = self.lower_lookup(rel)
-        if found is None:
-            os.mkdir(path, 0o755)
-        else:
-            src, st = found
+        if found is not None:
+            st = found[1]
             if stat.S_ISLNK(st.st_mode):
                 raise HostileLayer(f"refusing to write through {rel!r}: it is a symlink in a lower layer")
             if not stat.S_ISDIR(st.st_mode):
                 raise InvalidLayer(f"{rel!r} is not a directory in the lower layers, but the layer writes beneath it")
-            os.mkdir(path, 0o700)
-            self._copy_meta_from(src, st, path)
-            self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
-        self.present[rel] = _DIR
+        return found
+
+    def _inherit(self, rel: str, src: str, st: os.stat_result) -> None:
+        """The upper directory `rel` takes the lower one's owner, mode, xattrs and times."""
+        self._copy_meta_from(src, st, self.abs(rel))
+        self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
 
     def remove(self, rel: str) -> None:
         kind = self.present.pop(rel, None)
@@ -570,18 +578,9 @@ class _Applier:
 
     def finish(self) -> None:
         for rel in self.implied:
-            if self.present.get(rel) != _DIR:
-                continue
-            found = self.lower_lookup(rel)
-            if found is None:
-                continue
-            src, st = found
-            if stat.S_ISLNK(st.st_mode):
-                raise HostileLayer(f"refusing to write through {rel!r}: it is a symlink in a lower layer")
-            if not stat.S_ISDIR(st.st_mode):
-                raise InvalidLayer(f"{rel!r} is not a directory in the lower layers, but the layer writes beneath it")
-            self._copy_meta_from(src, st, self.abs(rel))
-            self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
+            found = self._lower_dir(rel) if self.present.get(rel) == _DIR else None
+            if found is not None:
+                self._inherit(rel, *found)
         for rel, (atime, mtime) in self.dir_times.items():
             if self.present.get(rel) == _DIR:
                 os.utime(self.abs(rel), ns=(atime, mtime), follow_symlinks=False)
