@@ -39,9 +39,11 @@ sys.path.insert(0, str(REPO / "tests" / "acceptance"))
 from harness import (  # noqa: E402
     BenchmarkError,
     Candidate,
+    CommandTimeout,
     Context,
     add_common_arguments,
     run_benchmark,
+    run_blocking,
     tool_version,
     record_results,
 )
@@ -64,9 +66,9 @@ def run_cli(engine: DockerEngine, *args: str) -> str:
     """The docker CLI on `engine`; stdout, or BenchmarkError with its stderr."""
     argv = [docker_cli(), *args]
     try:
-        proc = subprocess.run(argv, env=engine.env(), stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=COMMAND_TIMEOUT)
-    except subprocess.TimeoutExpired as e:
+        proc = run_blocking(argv, timeout=COMMAND_TIMEOUT, env=engine.env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except CommandTimeout as e:
         raise BenchmarkError(f"{' '.join(args)} timed out after {COMMAND_TIMEOUT}s") from e
     if proc.returncode != 0:
         raise BenchmarkError(f"docker {' '.join(args)} exited {proc.returncode}: "

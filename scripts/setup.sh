@@ -30,16 +30,44 @@ if [ "$(readlink -f "$here/.venv/bin/python" 2>/dev/null)" != "$py" ]; then
 fi
 "$here/.venv/bin/pip" install -q --upgrade pip >/dev/null
 "$here/.venv/bin/pip" install -q -e "$here[test]"
-# dockyard-runtime is called once per container operation: start it with -I -S (no site, no
-# environment) from byte-compiled sources; it needs nothing outside the standard library.
-cat >"$here/.venv/bin/dockyard-runtime" <<LAUNCHER
+# dockyard-runtime is called once per container operation. Its Python part starts with -I -S
+# (no site, no environment) from byte-compiled sources and needs nothing outside the standard
+# library; a native front (native/runtime_front.c) answers state, start and delete of a stopped
+# container without starting Python at all and hands every other command to the Python part.
+launcher="$here/.venv/bin/dockyard-runtime-python"
+cat >"$launcher" <<LAUNCHER
 #!$py -IS
 import sys
 sys.path.insert(0, "$here/src")
 from dockyard.cli.runtime import main
-sys.exit(main())
+from dockyard.cli.runtime import exit_now
+exit_now(main())
 LAUNCHER
-chmod 0755 "$here/.venv/bin/dockyard-runtime"
+chmod 0755 "$launcher"
+# Like the interpreter, the front is installed immutable, outside the checkout (named by its
+# content, so that several checkouts can each have their own).
+front="$here/.venv/bin/dockyard-runtime"
+built="$here/.venv/runtime-front.new"
+rm -f "$built" "$front"
+case "$launcher" in
+  *[\\\"]*) echo "warning: $launcher: path not usable in C, dockyard-runtime runs without its native front" >&2 ;;
+  *) cc -std=gnu11 -O2 -Wall -Wextra -Werror -DDOCKYARD_LAUNCHER="\"$launcher\"" \
+        -o "$built" "$here/native/runtime_front.c" ||
+       echo "warning: cannot build native/runtime_front.c, dockyard-runtime runs without its native front" >&2 ;;
+esac
+if [ -x "$built" ]; then
+  installed="/usr/local/lib/dockyard/runtime-front-$(sha256sum "$built" | cut -c1-16)"
+  if ! cmp -s "$built" "$installed"; then
+    mkdir -p /usr/local/lib/dockyard
+    [ -e "$installed" ] && chattr -i "$installed" 2>/dev/null || true
+    install -m 0755 "$built" "$installed.new" && mv -f "$installed.new" "$installed"
+  fi
+  chattr +i "$installed" 2>/dev/null || echo "warning: cannot make $installed immutable on this filesystem" >&2
+  rm -f "$built"
+  ln -s "$installed" "$front"
+else
+  cp -f "$launcher" "$front"
+fi
 "$here/.venv/bin/python" -m compileall -q "$here/src" >/dev/null
 for s in dockyard dockyardd dockyard-runtime; do
   ln -sf "$here/.venv/bin/$s" "/usr/local/bin/$s"

@@ -128,23 +128,28 @@ def test_runtime_processes_in_the_container_are_not_dumpable(runtime, bundle):
 
 def test_the_runtime_interpreter_is_immutable():
     """Even a container holding CAP_SYS_PTRACE, which can open /proc/<pid>/exe of a runtime process,
-    cannot write through it: the runtime runs on an immutable copy of the interpreter."""
+    cannot write through it: the native front and the interpreter it hands over to are
+    immutable copies."""
     import fcntl
     import struct
 
+    from dockyard.shim.inproc import native_front_launcher
     from runtime_helpers import RUNTIME
 
-    with open(RUNTIME) as f:
+    launcher = native_front_launcher(RUNTIME)
+    assert launcher is not None, f"{RUNTIME} is not the native front (was it built by scripts/setup.sh?)"
+    with open(launcher) as f:
         interpreter = f.readline()[2:].split()[0]
     FS_IOC_GETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x10
-    fd = os.open(interpreter, os.O_RDONLY)
-    try:
-        flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8))[0]
-    finally:
-        os.close(fd)
-    assert flags & FS_IMMUTABLE_FL, f"{interpreter} is not immutable"
-    with pytest.raises(PermissionError):
-        open(interpreter, "ab").close()
+    for executable in (os.path.realpath(RUNTIME), interpreter):
+        fd = os.open(executable, os.O_RDONLY)
+        try:
+            flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8))[0]
+        finally:
+            os.close(fd)
+        assert flags & FS_IMMUTABLE_FL, f"{executable} is not immutable"
+        with pytest.raises(PermissionError):
+            open(executable, "ab").close()
 
 
 def test_user_namespace_with_id_mappings(runtime, bundle):

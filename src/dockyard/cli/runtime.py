@@ -42,12 +42,6 @@ def log(level: str, message: str) -> None:
         print(f"dockyard-runtime: {message}", file=sys.stderr)
 
 
-def _pretty(value: dict[str, Any]) -> str:
-    """A JSON object one key a line, as runc prints `state` (nested values stay compact)."""
-    items = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
-    return "{\n" + ",\n".join(items) + "\n}"
-
-
 def parse_signal(value: str) -> int:
     import signal
 
@@ -236,6 +230,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def exit_now(code: int) -> None:
+    """End the process with `code`, skipping the interpreter's finalization.
+
+    Tearing down the modules a verb imported costs about 2 ms, a tenth of a `create`, and the
+    runtime has nothing to finalize: no threads, no atexit handlers, files closed as they are
+    used. Only stdio's buffers are left, and they are flushed here (a failing flush ends with
+    120, as the interpreter's own exit does).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)
+
+
 def _os_error(e: OSError) -> str:
     return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
 
@@ -273,8 +284,10 @@ def _dispatch(args: Args) -> int:
         container.start(store, args.id)
         return 0
     if cmd == "state":
+        from dockyard.runtime.front import render_state
+
         state = store.load(args.id)
-        print(_pretty(container.oci_state(store, state)))
+        print(render_state(state, container.current_status(store, state)))
         return 0
     if cmd == "kill":
         container.kill(store, args.id, parse_signal(args.signal), args.all)

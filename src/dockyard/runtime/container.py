@@ -293,9 +293,7 @@ def start(store: st.StateStore, container_id: str) -> None:
             _await_fifo(fd, state)
         finally:
             os.close(fd)
-        os.unlink(fifo)
-        state.status_hint = st.RUNNING
-        store.save(state)
+        os.unlink(fifo)  # the status now reads as running: nothing else to save
     finally:
         os.close(lock)
     hooks = (state.config.get("hooks") or {}).get("poststart")

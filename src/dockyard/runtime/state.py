@@ -2,6 +2,7 @@
 
 Layout under the runtime root (default /run/dockyard-runtime):
     <root>/<id>/state.json   written atomically; see `ContainerState`
+    <root>/<id>/front        the same state for the native front (see dockyard.runtime.front)
     <root>/<id>/exec.fifo    exists from create until start: the init blocks opening it
 The status is derived from the kernel each time it is asked for (is the init alive, is it the
 same process, is the cgroup frozen, is the fifo still there), never trusted from disk.
@@ -15,7 +16,7 @@ import os
 
 from dockyard.utils import fastjson as json
 from dockyard.errors import AlreadyExists, InvalidSpec, NotFound, WrongState
-from dockyard.utils.fileio import write_json_atomic
+from dockyard.utils.fileio import write_atomic, write_json_atomic
 
 TYPE_CHECKING = False  # typing is not imported at run time: this CLI must start fast
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class ContainerState:
         self.config = config
         self.cgroup = cgroup or {}
         self.owner = owner
-        self.status_hint = status_hint  # what the runtime last did: created, running, stopped
+        self.status_hint = status_hint  # creating until create has an init (not the status: see `status`)
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -90,7 +91,19 @@ class StateStore:
         return path
 
     def save(self, state: ContainerState) -> None:
-        write_json_atomic(os.path.join(self.dir(state.id), "state.json"), state.to_json(), 0o600, sync=False)
+        """state.json, and the native front's summary of it (dockyard.runtime.front) first."""
+        from dockyard.runtime import front
+
+        directory = self.dir(state.id)
+        summary = front.text(state)
+        if summary is None:
+            try:
+                os.unlink(os.path.join(directory, front.NAME))
+            except FileNotFoundError:
+                pass
+        else:
+            write_atomic(os.path.join(directory, front.NAME), summary.encode(), 0o600, sync=False)
+        write_json_atomic(os.path.join(directory, "state.json"), state.to_json(), 0o600, sync=False)
 
     def load(self, container_id: str) -> ContainerState:
         path = os.path.join(self.dir(container_id), "state.json")

@@ -24,6 +24,8 @@ import sys
 FS_IOC_GETFLAGS = 0x80086601
 FS_IMMUTABLE_FL = 0x00000010
 LAUNCHER_MARK = b"from dockyard.cli.runtime import main"
+FRONT_MARK = b"dockyard-runtime-native-front launcher="  # in native/runtime_front.c
+FRONT_MAX_SIZE = 1 << 20
 
 _immutable: bool | None = None
 
@@ -44,13 +46,29 @@ def interpreter_is_immutable() -> bool:
 
 
 def is_dockyard_runtime(path: str) -> bool:
-    """Whether `path` is dockyard-runtime's launcher script (see scripts/setup.sh)."""
+    """Whether `path` is dockyard-runtime: its launcher script, or the native front that hands
+    over to one (see scripts/setup.sh)."""
+    launcher = native_front_launcher(path)
     try:
-        with open(path, "rb") as f:
+        with open(launcher or path, "rb") as f:
             head = f.read(512)
     except OSError:
         return False
     return head.startswith(b"#!") and LAUNCHER_MARK in head
+
+
+def native_front_launcher(path: str) -> str | None:
+    """The launcher script that `path` hands over to, if it is dockyard-runtime's native front."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(FRONT_MAX_SIZE)
+    except OSError:
+        return None
+    start = data.find(FRONT_MARK) if data.startswith(b"\x7fELF") else -1
+    if start < 0:
+        return None
+    end = data.find(b"\0", start)
+    return os.fsdecode(data[start + len(FRONT_MARK):end]) if end > start else None
 
 
 def usable(runtime_path: str) -> bool:
