@@ -1,6 +1,6 @@
 /*
- * dockyard-runtime's native front: `state`, `start` and `delete` of a stopped container
- * without starting a Python interpreter; every other command line is handed, unchanged, to
+ * dockyard-runtime's native front: `state`, `start`, `kill` (of one process) and `delete` of a
+ * stopped container without starting a Python interpreter; every other command line is handed, unchanged, to
  * the Python runtime (execv of its launcher script).
  *
  * Why it exists: these verbs do almost nothing (read a file, look at /proc, open a FIFO,
@@ -28,6 +28,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,9 +174,11 @@ static char *block(char **cursor, char *end, const char *key)
     char *data;
     if (!line || strncmp(line, key, klen) != 0 || line[klen] != ' ')
         return NULL;
+    if (line[klen + 1] < '0' || line[klen + 1] > '9')
+        return NULL;
     errno = 0;
     len = strtoul(line + klen + 1, &stop, 10);
-    if (errno || *stop || (size_t)(end - *cursor) < len + 1 || (*cursor)[len] != '\n')
+    if (errno || *stop || len >= (size_t)(end - *cursor) || (*cursor)[len] != '\n')
         return NULL;
     data = *cursor;
     data[len] = '\0';
@@ -185,7 +189,7 @@ static char *block(char **cursor, char *end, const char *key)
 static int parse_number(const char *text, unsigned long long *out)
 {
     char *stop;
-    if (!*text)
+    if (*text < '0' || *text > '9')
         return -1;
     errno = 0;
     *out = strtoull(text, &stop, 10);
@@ -310,10 +314,9 @@ static int frozen(const struct front *fr)
     int fd;
     if (!strcmp(fr->freezer_kind, "none"))
         return 0;
-    if (!strcmp(fr->freezer_kind, "v2"))
-        snprintf(path, sizeof path, "%s/cgroup.freeze", fr->freezer_dir);
-    else
-        snprintf(path, sizeof path, "%s/freezer.self_freezing", fr->freezer_dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", fr->freezer_dir,
+                         strcmp(fr->freezer_kind, "v2") ? "freezer.self_freezing" : "cgroup.freeze") >= sizeof path)
+        return -1;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return (errno == ENOENT && !strcmp(fr->freezer_kind, "v2")) ? 0 : -1;
@@ -385,8 +388,13 @@ static int verb_start(const char *root, const char *id)
     for (;;) {
         struct pollfd pfd = {.fd = fifo, .events = POLLIN};
         int ready = poll(&pfd, 1, 50);
-        if (ready > 0 && read(fifo, &byte, 1) == 1)
-            break;
+        if (ready > 0) {
+            ssize_t n = read(fifo, &byte, 1);
+            if (n == 1)
+                break;
+            if (n == 0)
+                usleep(10000); /* a writer came and went without its byte: do not spin on the hang-up */
+        }
         if (ready < 0 && errno != EINTR)
             return fail("poll: %s", strerror(errno));
         if (!init_alive(&fr))
@@ -443,7 +451,53 @@ static int verb_delete(const char *root, const char *id)
     return 0;
 }
 
+static int verb_kill(const char *root, const char *id, int sig)
+{
+    struct front fr;
+    enum status s;
+    int dirfd = open_container(root, id);
+    if (dirfd < 0 || read_front(dirfd, &fr) < 0)
+        hand_over();
+    s = status_of(dirfd, &fr);
+    if (s != CREATED && s != RUNNING && s != PAUSED)
+        hand_over();
+    if (kill((pid_t)fr.pid, sig) < 0 && errno != ESRCH)
+        hand_over();
+    return 0;
+}
+
 /* ------------------------------------------------------------------ command line */
+
+static const struct {
+    const char *name;
+    int number;
+} signals[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+    {"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},     {"FPE", SIGFPE},     {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
+    {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CLD", SIGCHLD},    {"CONT", SIGCONT},
+    {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},   {"TTOU", SIGTTOU},   {"URG", SIGURG},
+    {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
+    {"IO", SIGIO},     {"POLL", SIGPOLL},     {"PWR", SIGPWR},     {"SYS", SIGSYS},
+};
+
+/* A signal as the Python CLI's parse_signal reads it (a number, or a name with or without SIG),
+   or 0 for what is left to it (unknown names, realtime names, odd numbers). */
+static int signal_number(const char *text)
+{
+    size_t i;
+    if (*text >= '0' && *text <= '9') {
+        char *stop;
+        long n = strtol(text, &stop, 10);
+        return (*stop || n < 1 || n > 31) ? 0 : (int)n;
+    }
+    if (!strncasecmp(text, "SIG", 3))
+        text += 3;
+    for (i = 0; i < sizeof signals / sizeof signals[0]; i++)
+        if (!strcasecmp(text, signals[i].name))
+            return signals[i].number;
+    return 0;
+}
 
 static const char no_value[] = "";
 
@@ -512,11 +566,19 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "delete"))
         while (i < argc && (!strcmp(argv[i], "-f") || !strncmp(argv[i], "-f=", 3) || flag_value(argv[i], "force")))
             i++;
+    if (!strcmp(cmd, "kill") && i + 2 == argc && argv[i][0] != '-') {
+        int sig = signal_number(argv[i + 1]);
+        if (!sig || !valid_id(argv[i]))
+            hand_over();
+        return verb_kill(root, argv[i], sig);
+    }
     if (i + 1 != argc)
         hand_over();
     id = argv[i];
     if (!valid_id(id))
         hand_over();
+    if (!strcmp(cmd, "kill"))
+        return verb_kill(root, id, SIGTERM);
     if (!strcmp(cmd, "state"))
         return verb_state(root, id);
     if (!strcmp(cmd, "start"))

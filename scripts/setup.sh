@@ -35,7 +35,7 @@ fi
 # library; a native front (native/runtime_front.c) answers state, start and delete of a stopped
 # container without starting Python at all and hands every other command to the Python part.
 launcher="$here/.venv/bin/dockyard-runtime-python"
-cat >"$launcher" <<LAUNCHER
+cat >"$launcher.new" <<LAUNCHER
 #!$py -IS
 import sys
 sys.path.insert(0, "$here/src")
@@ -43,12 +43,13 @@ from dockyard.cli.runtime import main
 from dockyard.cli.runtime import exit_now
 exit_now(main())
 LAUNCHER
-chmod 0755 "$launcher"
+chmod 0755 "$launcher.new"
+mv -f "$launcher.new" "$launcher"
 # Like the interpreter, the front is installed immutable, outside the checkout (named by its
 # content, so that several checkouts can each have their own).
 front="$here/.venv/bin/dockyard-runtime"
 built="$here/.venv/runtime-front.new"
-rm -f "$built" "$front"
+rm -f "$built"
 case "$launcher" in
   *[\\\"]*) echo "warning: $launcher: path not usable in C, dockyard-runtime runs without its native front" >&2 ;;
   *) cc -std=gnu11 -O2 -Wall -Wextra -Werror -DDOCKYARD_LAUNCHER="\"$launcher\"" \
@@ -63,11 +64,13 @@ if [ -x "$built" ]; then
     install -m 0755 "$built" "$installed.new" && mv -f "$installed.new" "$installed"
   fi
   chattr +i "$installed" 2>/dev/null || echo "warning: cannot make $installed immutable on this filesystem" >&2
-  rm -f "$built"
-  ln -s "$installed" "$front"
+  rm -f "$built" "$front.new"
+  ln -s "$installed" "$front.new"
 else
-  cp -f "$launcher" "$front"
+  rm -f "$front.new"
+  cp "$launcher" "$front.new"
 fi
+mv -T -f "$front.new" "$front"  # a running container manager never finds it missing
 "$here/.venv/bin/python" -m compileall -q "$here/src" >/dev/null
 for s in dockyard dockyardd dockyard-runtime; do
   ln -sf "$here/.venv/bin/$s" "/usr/local/bin/$s"

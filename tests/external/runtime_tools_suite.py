@@ -208,6 +208,12 @@ def main() -> int:
     runtimes = {"dockyard-runtime": args.dockyard_runtime, "runc": args.runc}
     versions = {n: _version([path, "--version"]) for n, path in runtimes.items()}
     versions["go"] = _version(["go", "version"])
+    sys.path.insert(0, str(REPO / "src"))
+    from dockyard.shim.inproc import native_front_launcher
+
+    launcher = native_front_launcher(args.dockyard_runtime)
+    versions["dockyard-runtime"] += (f", native front handing over to `{launcher}`" if launcher
+                                     else ", without the native front")
     revision = (source / ".dockyard-revision").read_text().strip() if (source / ".dockyard-revision").exists() else "(checkout)"
     results: dict[str, dict[str, Outcome]] = {}
     for program in programs:

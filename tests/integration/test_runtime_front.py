@@ -84,13 +84,20 @@ def test_state_prints_what_python_prints_in_every_status(runtime, tmp_path):
     assert not (Path(runtime.root) / "c1").exists()
 
 
-def test_the_front_answers_state_start_and_delete_itself(runtime, bundle, spy_front):
+def test_the_front_answers_state_start_kill_and_delete_itself(runtime, bundle, spy_front):
     front, marker = spy_front
+    bundle.spec["process"]["args"] = ["sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.05; done"]
+    bundle.save()
     runtime("create", "--bundle", bundle.path, "c1")
     state = _spy(front, runtime.root, "state", "c1")
     assert state.returncode == 0 and json.loads(state.stdout)["status"] == "created"
     assert _spy(front, runtime.root, "start", "c1").returncode == 0
+    _wait_status(runtime, "c1", "running")
+    time.sleep(0.2)  # the trap is set
+    assert _spy(front, runtime.root, "kill", "c1", "usr1").returncode == 0
     _wait_status(runtime, "c1", "stopped")
+    assert _spy(front, runtime.root, "kill", "c1", "KILL").returncode == 42  # stopped: Python's error
+    marker.unlink()
     assert _spy(front, runtime.root, "delete", "--force", "c1").returncode == 0
     assert not marker.exists(), "the front handed over a command it should have answered"
     assert not (Path(runtime.root) / "c1").exists()
@@ -106,6 +113,9 @@ def test_the_front_answers_state_start_and_delete_itself(runtime, bundle, spy_fr
     ["--log-format", "yaml", "state", "c1"],
     ["state", "c1", "extra"],
     ["delete", "c1", "c2"],
+    ["kill", "--all", "c1", "KILL"],
+    ["kill", "c1", "RTMIN+1"],
+    ["kill", "c1", "40"],
     ["--version"],
 ])
 def test_the_front_hands_over_what_it_does_not_handle(args, spy_front, tmp_path):
@@ -195,3 +205,34 @@ def test_start_reports_an_init_that_died_in_the_log_format_asked_for(runtime, bu
     else:
         assert line.startswith('time="') and line.endswith(f' level=error msg="{message}"')
     runtime("delete", "c1")
+
+
+def test_a_damaged_front_file_is_handed_over_never_misread(spy_front, tmp_path):
+    """Every truncation and a few hostile edits of a valid file: the front prints a state only
+    when the file is whole, hands over otherwise, and never crashes."""
+    from dockyard.runtime import front as front_file
+    from dockyard.runtime.state import ContainerState
+
+    front, marker = spy_front
+    state = ContainerState(id="c1", bundle="/b", rootfs="/b/rootfs", pid=os.getpid(), pid_start=1, created="now",
+                           config={}, cgroup={"version": 2, "path": "/c1", "root": "/sys/fs/cgroup",
+                                              "dir": "/nonexistent/c1"})
+    good = front_file.text(state)
+    assert good is not None
+    root = tmp_path / "state"
+    (root / "c1").mkdir(parents=True)
+    damaged = [good[:n] for n in range(0, len(good), 7)]
+    damaged += [good.replace("head 41", "head 18446744073709551615"), good.replace("head 41", "head -1"),
+                good.replace("tail ", "tail 9"), good.replace("pid ", "pid -"), good.replace("pid ", "pid 99999999999"),
+                good.replace("freezer v2 /", "freezer v2 "), good.replace("end\n", "end\nmore\n"),
+                good.replace("\n", "\r\n"), "\0" * 100]
+    assert good not in damaged
+    for text in damaged:
+        (root / "c1" / "front").write_text(text)
+        proc = _spy(front, str(root), "state", "c1")
+        assert proc.returncode in (0, 42), (text, proc.returncode, proc.stderr)
+        if proc.returncode == 0:
+            assert text == good
+            assert json.loads(proc.stdout)["status"] == "stopped"
+    (root / "c1" / "front").write_text(good)
+    assert _spy(front, str(root), "state", "c1").returncode == 0

@@ -25,6 +25,20 @@ def test_only_the_launcher_script_counts(tmp_path: Path) -> None:
     assert not inproc.is_dockyard_runtime(str(tmp_path / "missing"))
 
 
+def test_the_native_front_counts_when_it_hands_over_to_the_launcher(tmp_path: Path) -> None:
+    launcher = tmp_path / "dockyard-runtime-python"
+    launcher.write_text("#!/usr/local/bin/dockyard-python -IS\nimport sys\nfrom dockyard.cli.runtime import main\n")
+    front = tmp_path / "dockyard-runtime"
+    front.write_bytes(b"\x7fELF" + b"\0" * 64 + inproc.FRONT_MARK + os.fsencode(launcher) + b"\0more")
+    assert inproc.native_front_launcher(str(front)) == str(launcher)
+    assert inproc.is_dockyard_runtime(str(front))
+    launcher.write_text("#!/bin/sh\nexec runc \"$@\"\n")
+    assert not inproc.is_dockyard_runtime(str(front))
+    script = tmp_path / "script"
+    script.write_bytes(b"#!/bin/sh\n# " + inproc.FRONT_MARK + os.fsencode(launcher) + b"\0")
+    assert inproc.native_front_launcher(str(script)) is None  # only an executable counts
+
+
 def test_not_used_on_a_mutable_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     launcher = tmp_path / "dockyard-runtime"
     launcher.write_text("#!/x -IS\nfrom dockyard.cli.runtime import main\n")

@@ -1,7 +1,7 @@
 """The front file: what dockyard-runtime's native front (native/runtime_front.c) works from.
 
-The native front answers `state`, `start` and the `delete` of a stopped container without
-starting Python; it reads `<root>/<id>/front`, which `StateStore.save` writes beside
+The native front answers `state`, `start`, `kill` and the `delete` of a stopped container
+without starting Python; it reads `<root>/<id>/front`, which `StateStore.save` writes beside
 state.json from the same state. Its lines:
 
     dockyard-front 1
