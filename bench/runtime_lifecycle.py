@@ -296,6 +296,18 @@ def main(argv: list[str] | None = None) -> int:
                              f"{extra * 1000:.1f} ms per call (median, measured on `--version`), "
                              f"i.e. ~{extra * 1000 * (3 + _mean_polls(runtimes, 'crun')):.1f} ms "
                              f"per lifecycle")
+        dockyard = next((rt for rt in runtimes if rt.name == "dockyard-runtime" and rt.steps), None)
+        if dockyard is not None:
+            sys.path.insert(0, str(REPO / "src"))
+            from dockyard.shim.inproc import native_front_launcher
+
+            notes.append("dockyard-runtime: " + (
+                "state, start and delete answered by its native front (native/runtime_front.c); "
+                "create runs the Python runtime (`--version` too)" if native_front_launcher(dockyard.prefix[0])
+                else "installed without its native front: every verb runs the Python runtime"))
+        notes.append("each command is waited for with a blocking wait (harness.run_blocking); tables "
+                     "before 2026-11-29 05:30 UTC used subprocess.run(timeout=), whose polling rounded "
+                     "every runtime's create up to ~31.5 ms")
         result.notes += notes
         print(result.text())
         if args.write:
