@@ -1,22 +1,27 @@
 """Address management for bridge networks, as Docker's default IPAM driver does it. Pure: no I/O.
 
+The daemon's use of it is dockyard.services.netkernel.Kernel: it plans a network's subnets with
+`pick_subnet` and `Pool.create`, and keeps one `Pool` per network (and one per IPv6 subnet) in
+memory for its addresses.
+
 - Subnets. The default network `bridge` gets 172.17.0.0/16 (gateway 172.17.0.1); a user-defined
   network without `--subnet` gets the first of Docker's default local pools that overlaps no
   subnet in use: 172.17.0.0/16 ... 172.31.0.0/16, then 192.168.0.0/16 cut into /20s. "In use"
-  means the other networks here plus whatever the caller passes (the host's routes); an explicit
-  `--subnet` is checked against the other networks only, as Docker does.
+  is whatever the caller passes to `pick_subnet` (the Kernel: the other networks' subnets and
+  the host's routes); an explicit `--subnet` is checked against the other networks only
+  (Kernel.plan_subnet), as Docker does.
 - Addresses. The gateway defaults to the subnet's first host. Containers get addresses from the
   ip-range (the whole subnet without one), never the subnet's network or broadcast address, the
   gateway or an aux address. Allocation is serial, like Docker's: the next free address after the
   last one handed out, wrapping round, so a released address is not reused at once.
-- State. `Ipam.to_dict()` is JSON-able and `Ipam.from_dict()` restores it after a restart.
+- State. A pool lives in memory only; after a restart the addresses of running containers are
+  given back with `Pool.reserve`.
 
 IPv4 is complete; IPv6 works for explicit subnets (Docker has no default IPv6 pool either).
 
 Errors: InvalidArgument for malformed or inconsistent input (bad CIDR, gateway outside the
-subnet, `--ip` outside the subnet), AlreadyExists for an overlapping subnet or an address that is
-taken, WrongState when a pool or a network has run out of addresses, NotFound for an unknown
-network.
+subnet, `--ip` outside the subnet), AlreadyExists for an address that is taken, WrongState when
+a pool has run out of addresses or no default pool is free.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Union
 
-from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from dockyard.errors import AlreadyExists, InvalidArgument, WrongState
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -127,11 +132,6 @@ class Pool:
     def prefixlen(self) -> int:
         return self.subnet.prefixlen
 
-    @property
-    def gateway_cidr(self) -> str:
-        """The bridge's address: gateway/prefix."""
-        return f"{self.gateway}/{self.subnet.prefixlen}"
-
     def _reserved(self, addr: Address) -> bool:
         net = self.subnet
         return (addr == net.network_address or (net.version == 4 and addr == net.broadcast_address)
@@ -181,130 +181,3 @@ class Pool:
     def release(self, address: str) -> None:
         """Give an address back; nothing when it was not taken."""
         self.allocated.discard(parse_address(address))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subnet": str(self.subnet),
-            "gateway": str(self.gateway),
-            "ip_range": str(self.ip_range) if self.ip_range is not None else "",
-            "aux": {k: str(v) for k, v in sorted(self.aux.items())},
-            "allocated": [str(a) for a in sorted(self.allocated)],
-            "last": str(self.last) if self.last is not None else "",
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Pool:
-        pool = cls.create(data["subnet"], data.get("gateway", ""), data.get("ip_range", ""), data.get("aux") or {})
-        for address in data.get("allocated", []):
-            pool.reserve(address)
-        if data.get("last"):
-            pool.last = parse_address(data["last"])
-        return pool
-
-
-@dataclass
-class NetworkAddresses:
-    """The pools of one network: IPv4 and, optionally, IPv6."""
-
-    v4: Pool
-    v6: Pool | None = None
-
-    def pools(self) -> list[Pool]:
-        return [self.v4] + ([self.v6] if self.v6 is not None else [])
-
-    def pool_for(self, address: str) -> Pool:
-        for pool in self.pools():
-            if pool.contains(address):
-                return pool
-        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {address}")
-
-
-class Ipam:
-    """The subnets and addresses of every bridge network, by network id."""
-
-    def __init__(self) -> None:
-        self.networks: dict[str, NetworkAddresses] = {}
-
-    def _subnets_in_use(self, exclude: str = "") -> list[Network]:
-        return [p.subnet for nid, n in self.networks.items() if nid != exclude for p in n.pools()]
-
-    def add_network(self, network_id: str, *, subnet: str = "", gateway: str = "", ip_range: str = "",
-                    aux_addresses: dict[str, str] | None = None, subnet6: str = "", gateway6: str = "",
-                    ip_range6: str = "", in_use: Iterable[str] = ()) -> NetworkAddresses:
-        """Plan a network's subnets. Without `subnet`, the first free default pool that overlaps
-        neither another network nor anything in `in_use` (the host's routes); with one, it must
-        not overlap another network."""
-        if network_id in self.networks:
-            raise AlreadyExists(f"network {network_id} already has addresses")
-        if subnet:
-            v4 = Pool.create(subnet, gateway, ip_range, aux_addresses)
-            if v4.subnet.version != 4:
-                raise InvalidArgument(f"subnet {subnet} is not IPv4")
-        else:
-            if gateway or ip_range or aux_addresses:
-                raise InvalidArgument("a gateway, ip-range or aux address needs a subnet")
-            used: list[str | Network] = [*self._subnets_in_use(), *in_use]
-            v4 = Pool.create(str(pick_subnet(used)))
-        self._check_overlap(v4.subnet)
-        v6 = None
-        if subnet6:
-            v6 = Pool.create(subnet6, gateway6, ip_range6)
-            if v6.subnet.version != 6:
-                raise InvalidArgument(f"subnet {subnet6} is not IPv6")
-            self._check_overlap(v6.subnet)
-        elif gateway6 or ip_range6:
-            raise InvalidArgument("an IPv6 gateway or ip-range needs an IPv6 subnet")
-        self.networks[network_id] = NetworkAddresses(v4, v6)
-        return self.networks[network_id]
-
-    def add_default_bridge(self, network_id: str = "bridge", in_use: Iterable[str] = ()) -> NetworkAddresses:
-        """The default network: 172.17.0.0/16 (gateway 172.17.0.1) unless the host routes it
-        already, then the next free default pool, as dockerd does at start."""
-        return self.add_network(network_id, in_use=in_use)
-
-    def _check_overlap(self, net: Network) -> None:
-        other = _overlapping(net, self._subnets_in_use())
-        if other is not None:
-            raise AlreadyExists(f"invalid pool request: Pool overlaps with other one on this address space "
-                                f"({net} overlaps {other})")
-
-    def get(self, network_id: str) -> NetworkAddresses:
-        try:
-            return self.networks[network_id]
-        except KeyError:
-            raise NotFound(f"network {network_id} has no address pool") from None
-
-    def remove_network(self, network_id: str) -> None:
-        self.networks.pop(network_id, None)
-
-    def allocate(self, network_id: str, requested: str = "") -> str:
-        """An IPv4 address for an endpoint (the requested one when given)."""
-        return self.get(network_id).v4.allocate(requested)
-
-    def allocate6(self, network_id: str, requested: str = "") -> str:
-        pool = self.get(network_id).v6
-        if pool is None:
-            raise InvalidArgument(f"network {network_id} has no IPv6 subnet")
-        return pool.allocate(requested)
-
-    def reserve(self, network_id: str, address: str) -> None:
-        self.get(network_id).pool_for(address).reserve(address)
-
-    def release(self, network_id: str, address: str) -> None:
-        net = self.networks.get(network_id)
-        if net is None:
-            return
-        for pool in net.pools():
-            if pool.contains(address):
-                pool.release(address)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"networks": {nid: {"v4": n.v4.to_dict(), "v6": n.v6.to_dict() if n.v6 is not None else None}
-                             for nid, n in sorted(self.networks.items())}}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Ipam:
-        ipam = cls()
-        for nid, n in data.get("networks", {}).items():
-            ipam.networks[nid] = NetworkAddresses(Pool.from_dict(n["v4"]), Pool.from_dict(n["v6"]) if n.get("v6") else None)
-        return ipam
