@@ -336,7 +336,8 @@ class ContainerService:
     async def _shareable_shm(self, c: Container) -> str:
         """`--ipc shareable`: the container's /dev/shm is a tmpfs the daemon mounts in its own
         namespace (under the container's directory), so that `--ipc container:<it>` containers
-        can bind the same one; it goes when the container is removed."""
+        can bind the same one; it goes when the container stops (`_unmount_shm`), as dockerd's
+        does: joiners still running keep theirs, a restart starts with an empty one."""
         path = self._shm_dir(c.id)
         if not await asyncio.to_thread(os.path.ismount, path):
             from dockyard.linux import libc
@@ -347,6 +348,13 @@ class ContainerService:
             libc.mount("shm", path, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
                        f"mode=1777,size={size}")
         return path
+
+    async def _unmount_shm(self, cid: str) -> None:
+        shm = self._shm_dir(cid)
+        if await asyncio.to_thread(os.path.ismount, shm):
+            from dockyard.linux import libc
+
+            await asyncio.to_thread(libc.umount, shm, libc.MNT_DETACH)
 
     async def _joined(self, c: Container) -> dict[str, str]:
         """`--pid container:<id>` and `--ipc container:<id>`: the running container's namespaces
@@ -713,6 +721,7 @@ class ContainerService:
             log.debug("container %s: delete in the supervisor: %s", c.id[:12], e)
         try:
             await self.unmount_rootfs(c.id)
+            await self._unmount_shm(c.id)
         except Exception as e:  # noqa: BLE001 - logged; remove retries
             log.warning("container %s: unmount: %s", c.id[:12], e)
         if self.volumes is not None:
@@ -912,11 +921,7 @@ class ContainerService:
 
     async def _cleanup_files(self, cid: str) -> None:
         await self.unmount_rootfs(cid)
-        shm = self._shm_dir(cid)
-        if await asyncio.to_thread(os.path.ismount, shm):
-            from dockyard.linux import libc
-
-            await asyncio.to_thread(libc.umount, shm, libc.MNT_DETACH)
+        await self._unmount_shm(cid)
         try:
             await asyncio.to_thread(self.images.store.remove_container, cid)
         except NotFound:
