@@ -47,13 +47,29 @@ def stored(target: str, linking: str, alias: str) -> str:
 
 def env(linking: str, alias: str, address: str, exposed: dict[str, Any] | None,
         target_env: list[str] | None) -> list[str]:
-    """The variables dockerd gives the linking container for one link (ports one by one)."""
+    """The variables dockerd 20.10 gives the linking container for one link, in its order: the
+    lowest port; a _START/_END group for each run of consecutive port numbers (a run may mix
+    protocols: its _END variables carry the last port's); each port; the name; the target's
+    environment. (Moby 23 and later sort TCP first and end a run at a protocol change.)"""
     prefix = alias.upper().replace("-", "_")
-    ports = sorted(_ports(exposed or {}))
+    ports = sorted(_ports(exposed or {}), key=lambda p: (p[0], p[1] != "tcp"))
     out = []
     if ports:
         port, proto = ports[0]
         out.append(f"{prefix}_PORT={proto}://{address}:{port}")
+    i = 0
+    while i < len(ports):
+        last = _run_end(ports, i)
+        if last > i + 1:
+            (port, proto), (end, end_proto) = ports[i], ports[last]
+            key = f"{prefix}_PORT_{port}_{proto.upper()}"
+            out += [f"{key}_START={proto}://{address}:{port}", f"{key}_ADDR={address}", f"{key}_PROTO={proto}",
+                    f"{key}_PORT_START={port}"]
+            key = f"{prefix}_PORT_{port}_{end_proto.upper()}"
+            out += [f"{key}_END={end_proto}://{address}:{end}", f"{key}_PORT_END={end}"]
+            i = last + 1
+        else:
+            i += 1
     for port, proto in ports:
         key = f"{prefix}_PORT_{port}_{proto.upper()}"
         out += [f"{key}={proto}://{address}:{port}", f"{key}_ADDR={address}", f"{key}_PORT={port}",
@@ -64,6 +80,17 @@ def env(linking: str, alias: str, address: str, exposed: dict[str, Any] | None,
         if sep and name not in ("HOME", "PATH"):
             out.append(f"{prefix}_ENV_{name}={value}")
     return out
+
+
+def _run_end(ports: list[tuple[int, str]], index: int) -> int:
+    """The index of the last port of the run that starts at `index`, counted as dockerd 20.10
+    does: each next entry may have a number up to one more than the count so far."""
+    value = ports[index][0]
+    for i in range(index + 1, len(ports)):
+        if ports[i][0] > value + 1:
+            return i - 1
+        value += 1
+    return len(ports) - 1
 
 
 def hosts_line(address: str, alias: str, hostname: str, name: str) -> str:
