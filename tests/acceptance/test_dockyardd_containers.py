@@ -112,7 +112,14 @@ def test_pid_and_ipc_of_another_container(daemon: Dockyardd, names: Names) -> No
     assert not r.ok and "non-shareable IPC" in r.stderr, explain(daemon, r)
     assert docker(daemon, "stop", "-t", "0", donor).ok
     r = docker(daemon, "run", "--rm", "--pid", f"container:{donor}", "busybox", "true")
-    assert not r.ok and "non running container" in r.stderr, explain(daemon, r)
+    assert not r.ok and "is not running" in r.stderr, explain(daemon, r)
+    # as in dockerd, the donor must exist at create and run at start, not before
+    r = docker(daemon, "create", "--ipc", "container:no-such-donor", "busybox", "true")
+    assert not r.ok and "No such container: no-such-donor" in r.stderr, explain(daemon, r)
+    joiner = names.new()
+    assert docker(daemon, "create", "--name", joiner, "--ipc", f"container:{donor}", "busybox", "true").ok
+    r = docker(daemon, "start", joiner)
+    assert not r.ok and "can't join IPC of container" in r.stderr and "is not running" in r.stderr, explain(daemon, r)
     # its /dev/shm went with the stop, as dockerd's does: a restart starts with an empty one
     assert docker(daemon, "start", donor).ok
     r = docker(daemon, "exec", donor, "ls", "-A", "/dev/shm")

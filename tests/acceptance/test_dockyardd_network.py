@@ -198,7 +198,8 @@ def test_mac_address_from_the_cli_and_from_docker_py(netd: tuple[Dockyardd, str]
 
 def test_legacy_links(netd: tuple[Dockyardd, str]) -> None:
     """--link on the default bridge (environment, /etc/hosts), as a DNS alias on a user-defined
-    network (for the linking container only), `docker rm --link`, and a stopped target refused."""
+    network (for the linking container only), `docker rm --link`, and a stopped target refused
+    at start (not at create, as in dockerd)."""
     d, _ = netd
     tag = os.getpid()
     target, net, web = f"linkdb{tag}", f"linknet{tag}", f"linkweb{tag}"
@@ -227,8 +228,23 @@ def test_legacy_links(netd: tuple[Dockyardd, str]) -> None:
         r = docker(d, "run", "--rm", "--network", net, "busybox", "nslookup", "upstream")
         assert not r.ok, explain(d, r)  # the alias belongs to the linking container alone
         assert docker(d, "stop", "-t", "0", target).ok
-        r = docker(d, "run", "--rm", "--link", f"{target}:db", "busybox", "true")
-        assert not r.ok and "non running container" in r.stderr, explain(d, r)
+        r = docker(d, "run", "--rm", "--name", f"{web}rm", "--link", f"{target}:db", "busybox", "true")
+        assert r.returncode == 125 and "Cannot link to a non running container" in r.stderr, explain(d, r)
+        r = docker(d, "ps", "-a", "--format", "{{.Names}}")
+        assert f"{web}rm" not in r.stdout.split(), r.stdout  # --rm removes it when the start fails
+        # as in dockerd, links are resolved at start: created while the target is stopped, the
+        # container starts once the target runs again, with its address then
+        assert docker(d, "create", "--name", web, "--link", f"{target}:db", "busybox", "env").ok
+        r = docker(d, "start", web)
+        assert not r.ok and "Cannot link to a non running container" in r.stderr, explain(d, r)
+        r = docker(d, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", web)
+        assert r.stdout.split() == ["created", "128"], explain(d, r)
+        assert docker(d, "start", target).ok
+        ip = docker(d, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", target).stdout.strip()
+        r = docker(d, "start", "-a", web)
+        assert r.ok and {f"DB_PORT_5432_TCP_ADDR={ip}", f"DB_NAME=/{web}/db"} <= set(r.stdout.split()), explain(d, r)
+        r = docker(d, "create", "--link", "no-such-target:db", "busybox", "true")
+        assert not r.ok and "could not get container for no-such-target: No such container" in r.stderr, explain(d, r)
     finally:
         docker(d, "rm", "-f", web, target)
         docker(d, "network", "rm", net)

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
-from dockyard.errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedFeature, WrongState
+from dockyard.errors import AlreadyExists, DockyardError, InvalidArgument, NotFound, NotImplementedFeature, WrongState
 from dockyard.image.model import ImageUser
 from dockyard.services import links
 from dockyard.services.events import EventService
@@ -291,7 +291,8 @@ class ContainerService:
             await asyncio.to_thread(self.images.store.prepare_container, cid, str(details.image.id))
             self.containers[cid] = c
             self.save(c)
-            await self._create_task(c, details.container_config)
+            if not self._resolved_at_start(c):
+                await self._create_task(c, details.container_config)
         except BaseException:
             self.containers.pop(cid, None)
             await self._cleanup_files(cid)
@@ -356,6 +357,18 @@ class ContainerService:
 
             await asyncio.to_thread(libc.umount, shm, libc.MNT_DETACH)
 
+    def _resolved_at_start(self, c: Container) -> bool:
+        """Whether the container's task waits for `docker start` (or an attach before it), as every
+        task does in dockerd: one that links on the default bridge or joins another container's
+        PID or IPC namespace takes what those are then. Create needs the targets to exist only."""
+        for key in ("PidMode", "IpcMode"):
+            mode = str(c.host_config.get(key) or "")
+            if mode.startswith("container:"):
+                self.get(mode.split(":", 1)[1])  # NotFound: "No such container", as dockerd says at create
+                return True
+        return bool(c.host_config.get("Links")) and \
+            str(c.host_config.get("NetworkMode") or "default") in ("default", "bridge")
+
     async def _joined(self, c: Container) -> dict[str, str]:
         """`--pid container:<id>` and `--ipc container:<id>`: the running container's namespaces
         (its IPC only when it made it shareable, as dockerd requires, and then its /dev/shm too);
@@ -371,7 +384,8 @@ class ContainerService:
             if other.id == c.id:
                 raise InvalidArgument(f"cannot join own {label} namespace")
             if not other.state.running or not other.state.pid:
-                raise WrongState(f"cannot join {label} of a non running container: {other.id}")
+                not_running = f"container {other.id} is not running"  # dockerd's words, for either
+                raise WrongState(not_running if kind == "pid" else f"can't join IPC of container {other.id}: {not_running}")
             if kind == "ipc" and str(other.host_config.get("IpcMode") or "") not in ("shareable", "host"):
                 raise InvalidArgument(f"non-shareable IPC (hint: use IpcMode:shareable for the donor container "
                                       f"{other.name})")
@@ -409,8 +423,8 @@ class ContainerService:
             target, alias = links.parse(link)
             try:
                 pairs.append((self.get(target).name, alias))
-            except NotFound:
-                raise InvalidArgument(f"could not get container for {target}") from None
+            except NotFound as e:
+                raise InvalidArgument(f"could not get container for {target}: {e}") from None
         host_config["Links"] = [links.stored(target, name, alias) for target, alias in pairs]
         if mode in ("default", "bridge"):
             return networking
@@ -648,19 +662,23 @@ class ContainerService:
 
     async def _start(self, c: Container) -> None:
         shim = await self.shim()
-        state = await _shim_state(shim, c.id)
-        if state is None or state.status == "stopped":
-            if state is not None:
-                await shim.delete(c.id)
-            await self._create_task(c)
-        c.state.manually_stopped = False
         try:
+            state = await _shim_state(shim, c.id)
+            if state is None or state.status == "stopped":
+                if state is not None:
+                    await shim.delete(c.id)
+                await self._create_task(c)
+            c.state.manually_stopped = False
             await shim.start(c.id)
         except Exception as e:
             c.state.error = str(e)
-            c.state.status = "exited"
+            if c.state.status != "created":
+                c.state.status = "exited"
             c.state.exit_code = 128
             self.save(c)
+            if c.auto_remove:  # as dockerd does (`docker run --rm` waits for the removal)
+                loop = asyncio.get_running_loop()
+                loop.create_task(self._remove_quietly(c.id), name=f"remove-{c.id[:12]}")
             raise
         st = await _shim_state(shim, c.id)
         c.state.status = "running"
@@ -673,6 +691,12 @@ class ContainerService:
         self.save(c)
         self._event("start", c)
         self._started(c)
+
+    async def _remove_quietly(self, cid: str) -> None:
+        try:
+            await self.remove(cid, force=True, volumes=True)
+        except Exception as e:  # noqa: BLE001 - logged
+            log.error("container %s: auto-remove after a failed start: %s", cid[:12], e)
 
     def _started(self, c: Container) -> None:
         for hook in self.on_started:
@@ -745,10 +769,7 @@ class ContainerService:
         if await self._should_restart(c):
             return
         if c.auto_remove and c.id in self.containers:
-            try:
-                await self.remove(c.id, force=True, volumes=True)  # --rm takes the anonymous volumes too
-            except Exception as e:  # noqa: BLE001 - logged
-                log.error("container %s: auto-remove failed: %s", c.id[:12], e)
+            await self._remove_quietly(c.id)  # --rm takes the anonymous volumes too
 
     async def _should_restart(self, c: Container) -> bool:
         name, max_retries = c.restart_policy
@@ -1030,7 +1051,13 @@ class ContainerService:
                     raise WrongState(f"container {c.id[:12]} is being removed: you cannot attach to it")
                 if state is not None:
                     await shim.delete(c.id)
-                await self._create_task(c)
+                try:
+                    await self._create_task(c)
+                except DockyardError:
+                    # e.g. a link or namespace it takes at start is not there (dockerd's attach
+                    # does not look): an empty stream, and the start that follows says why
+                    self._event("attach", c)
+                    return c, _ended_stream(), StdinOfContainer(_Discard(), None)
         reader, writer = await shim.attach(c.id, None, stdin=stdin and bool(c.config.get("OpenStdin")),
                                            stdout=stdout, stderr=stderr, stdin_eof=False)
         self._event("attach", c)
@@ -1137,6 +1164,25 @@ class ContainerService:
                 self._watch(c)
                 if c.state.status in ("running", "paused"):
                     self._started(c)
+
+
+def _ended_stream() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_eof()
+    return reader
+
+
+class _Discard:
+    """Where the input of an attach with no container process behind it goes."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class StdinOfContainer:
