@@ -74,8 +74,9 @@ static void json_escape(FILE *f, const char *s)
         if (c == '"' || c == '\\') {
             fprintf(f, "\\%c", c);
             p++;
-        } else if (c == '\n') {
-            fputs("\\n", f);
+        } else if (c == '\n' || c == '\t' || c == '\r' || c == '\b' || c == '\f') {
+            fputc('\\', f);
+            fputc(c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : c == '\b' ? 'b' : 'f', f);
             p++;
         } else if (c < 0x20 || c == 0x7f) {
             fprintf(f, "\\u%04x", c);
@@ -394,6 +395,8 @@ static int verb_start(const char *root, const char *id)
                 break;
             if (n == 0)
                 usleep(10000); /* a writer came and went without its byte: do not spin on the hang-up */
+            else if (errno != EAGAIN && errno != EINTR)
+                return fail("%s: %s/%s/exec.fifo", strerror(errno), root, id);
         }
         if (ready < 0 && errno != EINTR)
             return fail("poll: %s", strerror(errno));
@@ -406,16 +409,21 @@ static int verb_start(const char *root, const char *id)
     return 0;
 }
 
-/* rm -r of the container's directory, which holds only flat files; 0 or -1 */
+/* rm -r of the container's directory, which holds only flat files: 0, -1 to hand over (state.json
+   is still there), or 1 once the error is reported (state.json is gone: Python would not find it) */
 static int remove_container_dir(const char *root, const char *id, int dirfd)
 {
-    int fd = dup(dirfd), rootfd;
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), rootfd;
     DIR *dir;
     struct dirent *e;
-    if (fd < 0 || !(dir = fdopendir(fd)))
+    if (fd < 0)
         return -1;
+    if (!(dir = fdopendir(fd))) {
+        close(fd);
+        return -1;
+    }
     while ((e = readdir(dir)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "state.json"))
             continue;
         if (unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT) {
             closedir(dir);
@@ -423,12 +431,17 @@ static int remove_container_dir(const char *root, const char *id, int dirfd)
         }
     }
     closedir(dir);
+    /* state.json last: until it goes, a hand-over finds the container as it was */
     rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
+    if (rootfd < 0 || (unlinkat(dirfd, "state.json", 0) < 0 && errno != ENOENT)) {
+        if (rootfd >= 0)
+            close(rootfd);
         return -1;
+    }
     if (unlinkat(rootfd, id, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+        fail("%s: %s/%s", strerror(errno), root, id);
         close(rootfd);
-        return -1;
+        return 1;
     }
     close(rootfd);
     return 0;
@@ -446,9 +459,14 @@ static int verb_delete(const char *root, const char *id)
     for (i = 0; i < fr.ncgroups; i++)
         if (rmdir(fr.cgroups[i]) < 0 && errno != ENOENT)
             hand_over();
-    if (remove_container_dir(root, id, dirfd) < 0)
+    switch (remove_container_dir(root, id, dirfd)) {
+    case 0:
+        return 0;
+    case 1:
+        return 1;
+    default:
         hand_over();
-    return 0;
+    }
 }
 
 static int verb_kill(const char *root, const char *id, int sig)
@@ -515,10 +533,28 @@ static const char *flag_value(const char *arg, const char *name)
     return arg[len] == '=' ? arg + len + 1 : NULL;
 }
 
+/* An absolute path that os.path.abspath leaves as it is: no empty, "." or ".." component and no
+   trailing slash (the kernel resolves ".." through symlinks, abspath by text). */
+static int plain_root(const char *root)
+{
+    const char *p = root;
+    if (root[0] != '/' || !root[1])
+        return 0;
+    while (*p) {
+        const char *start = ++p; /* after a '/' */
+        size_t len = strcspn(start, "/");
+        if (len == 0 || (len == 1 && start[0] == '.') || (len == 2 && start[0] == '.' && start[1] == '.'))
+            return 0;
+        p = start + len;
+    }
+    return 1;
+}
+
 static int valid_id(const char *id)
 {
     const char *p;
-    if (!*id || !strcmp(id, ".") || !strcmp(id, "..") || strlen(id) > 255)
+    /* an id that looks like a flag is read as one by the Python parser: leave it to that */
+    if (!*id || *id == '-' || !strcmp(id, ".") || !strcmp(id, "..") || strlen(id) > 255)
         return 0;
     for (p = id; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
@@ -533,6 +569,7 @@ int main(int argc, char **argv)
     int i = 1;
     saved_argv = argv;
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)signal(SIGPIPE, SIG_IGN); /* as Python: a closed stdout is a write error, not a kill */
     /* global flags: only those that change nothing here; any other hands over */
     while (i < argc && argv[i][0] == '-') {
         const char **dest = NULL;
@@ -559,7 +596,7 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (root[0] != '/' || i >= argc)
+    if (!plain_root(root) || i >= argc)
         hand_over();
     cmd = argv[i++];
     /* delete's --force matters only for a container that is not stopped, which is handed over */

@@ -32,8 +32,8 @@ fi
 "$here/.venv/bin/pip" install -q -e "$here[test]"
 # dockyard-runtime is called once per container operation. Its Python part starts with -I -S
 # (no site, no environment) from byte-compiled sources and needs nothing outside the standard
-# library; a native front (native/runtime_front.c) answers state, start and delete of a stopped
-# container without starting Python at all and hands every other command to the Python part.
+# library; a native front (native/runtime_front.c) answers state, start, kill and the delete of
+# a stopped container without starting Python at all and hands every other command to Python.
 launcher="$here/.venv/bin/dockyard-runtime-python"
 cat >"$launcher.new" <<LAUNCHER
 #!$py -IS

@@ -116,6 +116,10 @@ def test_the_front_answers_state_start_kill_and_delete_itself(runtime, bundle, s
     ["kill", "--all", "c1", "KILL"],
     ["kill", "c1", "RTMIN+1"],
     ["kill", "c1", "40"],
+    ["state", "-a"],  # ids that look like flags are read as flags by Python
+    ["start", "--force"],
+    ["kill", "-a", "KILL"],
+    ["delete", "--", "c1"],
     ["--version"],
 ])
 def test_the_front_hands_over_what_it_does_not_handle(args, spy_front, tmp_path):
@@ -124,6 +128,16 @@ def test_the_front_hands_over_what_it_does_not_handle(args, spy_front, tmp_path)
     (root / "c1").mkdir(parents=True)
     proc = _spy(front, str(root), *args)
     assert proc.returncode == 42 and marker.read_text().split() == ["--root", str(root), *args]
+
+
+@pytest.mark.parametrize("root", ["{root}/", "{root}/.", "{root}/../state", "/{root}", "{root}//"])
+def test_a_root_path_that_abspath_would_rewrite_is_handed_over(root, spy_front, tmp_path):
+    front, marker = spy_front
+    real = tmp_path / "state"
+    (real / "c1").mkdir(parents=True)
+    given = root.format(root=real)
+    assert _spy(front, given, "state", "c1").returncode == 42
+    assert marker.read_text().split() == ["--root", given, "state", "c1"]
 
 
 def test_a_container_that_is_not_in_the_simple_case_is_handed_over(runtime, bundle, spy_front):
@@ -236,3 +250,19 @@ def test_a_damaged_front_file_is_handed_over_never_misread(spy_front, tmp_path):
             assert json.loads(proc.stdout)["status"] == "stopped"
     (root / "c1" / "front").write_text(good)
     assert _spy(front, str(root), "state", "c1").returncode == 0
+
+
+def test_a_delete_that_cannot_finish_leaves_the_state_for_python_to_report(runtime, bundle):
+    """Something the front cannot remove in the container's directory: it hands over with
+    state.json still in place, so Python reports the real error (not "does not exist")."""
+    runtime("create", "--bundle", bundle.path, "c1")
+    runtime("start", "c1")
+    _wait_status(runtime, "c1", "stopped")
+    junk = Path(runtime.root) / "c1" / "junk"
+    junk.mkdir()
+    out = runtime("delete", "c1", check=False)
+    assert out.returncode == 1 and "Is a directory" in out.stderr, out.stderr
+    assert runtime.state("c1")["status"] == "stopped"
+    junk.rmdir()
+    runtime("delete", "c1")
+    assert not (Path(runtime.root) / "c1").exists()

@@ -523,7 +523,6 @@ def _events(store: Any, args: Args) -> int:
 def _update(store: Any, args: Args) -> int:
     from dockyard.runtime import container
 
-    state = store.load(args.id)
     if args.resources:
         raw = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
         try:
@@ -549,18 +548,25 @@ def _update(store: Any, args: Args) -> int:
             resources["pids"] = {"limit": args.pids_limit}
         if args.blkio_weight is not None:
             resources["blockIO"] = {"weight": args.blkio_weight}
-    cg = container.cgroup_of(state)
-    if cg is None:
-        raise InvalidArgument(f"container {args.id} has no cgroup")
-    cg.set(resources)
-    linux = state.config.setdefault("linux", {})
-    merged = linux.setdefault("resources", {})
-    for key, value in resources.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key].update(value)
-        else:
-            merged[key] = value
-    store.save(state)
+    # under the container's lock, as create, start and delete: a delete meanwhile would find
+    # the state files half rewritten
+    lock = store.lock(args.id)
+    try:
+        state = store.load(args.id)
+        cg = container.cgroup_of(state)
+        if cg is None:
+            raise InvalidArgument(f"container {args.id} has no cgroup")
+        cg.set(resources)
+        linux = state.config.setdefault("linux", {})
+        merged = linux.setdefault("resources", {})
+        for key, value in resources.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+        store.save(state)
+    finally:
+        os.close(lock)
     return 0
 
 
