@@ -37,6 +37,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -473,14 +474,23 @@ static int verb_kill(const char *root, const char *id, int sig)
 {
     struct front fr;
     enum status s;
-    int dirfd = open_container(root, id);
+    int pidfd, dirfd = open_container(root, id);
     if (dirfd < 0 || read_front(dirfd, &fr) < 0)
         hand_over();
     s = status_of(dirfd, &fr);
     if (s != CREATED && s != RUNNING && s != PAUSED)
         hand_over();
-    if (kill((pid_t)fr.pid, sig) < 0 && errno != ESRCH)
+    /* through a pidfd taken before the start time is checked again: a pid reused after the
+       status check is never signalled */
+    pidfd = (int)syscall(SYS_pidfd_open, (pid_t)fr.pid, 0);
+    if (pidfd < 0) {
+        if (errno == ESRCH) /* gone meanwhile: as a signal to a process that just exited */
+            return 0;
+        hand_over(); /* e.g. no pidfd_open on this kernel */
+    }
+    if (init_alive(&fr) && syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
         hand_over();
+    close(pidfd);
     return 0;
 }
 

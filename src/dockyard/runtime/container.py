@@ -322,10 +322,31 @@ def kill(store: st.StateStore, container_id: str, sig: int, all_processes: bool 
             raise InvalidArgument("kill --all needs the container's cgroup")
         cg.kill_all(sig)
         return
+    _signal_init(state, sig)
+
+
+def _signal_init(state: st.ContainerState, sig: int) -> None:
+    """Signal the init through a pidfd taken before its start time is checked again, so that a
+    pid reused after the status check is never signalled; os.kill where there are no pidfds."""
     try:
-        os.kill(state.pid, sig)
+        fd = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfd_open (before Linux 5.3)
+        try:
+            os.kill(state.pid, sig)
+        except ProcessLookupError:
+            pass
+        return
+    try:
+        if st.process_start_time(state.pid) == state.pid_start:
+            import signal
+
+            signal.pidfd_send_signal(fd, sig)
     except ProcessLookupError:
         pass
+    finally:
+        os.close(fd)
 
 
 def delete(store: st.StateStore, container_id: str, force: bool = False) -> None:
