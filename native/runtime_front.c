@@ -272,24 +272,32 @@ bad:
 enum status { CREATED, RUNNING, PAUSED, STOPPED, UNKNOWN };
 static const char *const status_names[] = {"created", "running", "paused", "stopped"};
 
+/* The start of a small file (a /proc or cgroup file), NUL-terminated: its length, or -1 with
+   errno set (0 for an empty file). */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n >= 0)
+        buf[n] = '\0';
+    return n;
+}
+
 /* Whether the init is the same live process (not gone, not a zombie, not a reused pid). */
 static int init_alive(const struct front *fr)
 {
     char path[64], buf[1024], *p;
     unsigned long long start;
-    ssize_t n;
-    int fd, field;
+    int field;
     if (fr->pid <= 0)
         return 0;
     snprintf(path, sizeof path, "/proc/%ld/stat", fr->pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_small(path, buf, sizeof buf) <= 0)
         return 0;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     p = strrchr(buf, ')');
     if (!p || p[1] != ' ' || !p[2])
         return 0;
@@ -313,20 +321,16 @@ static int frozen(const struct front *fr)
 {
     char path[PATH_MAX], buf[32];
     ssize_t n;
-    int fd;
     if (!strcmp(fr->freezer_kind, "none"))
         return 0;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", fr->freezer_dir,
                          strcmp(fr->freezer_kind, "v2") ? "freezer.self_freezing" : "cgroup.freeze") >= sizeof path)
         return -1;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    n = read_small(path, buf, sizeof buf);
+    if (n < 0)
         return (errno == ENOENT && !strcmp(fr->freezer_kind, "v2")) ? 0 : -1;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
+    if (n == 0)
         return -1;
-    buf[n] = '\0';
     if (buf[0] == '1' && (buf[1] == '\n' || buf[1] == '\0'))
         return 1;
     if (buf[0] == '0' && (buf[1] == '\n' || buf[1] == '\0'))

@@ -362,7 +362,7 @@ def delete(store: st.StateStore, container_id: str, force: bool = False) -> None
                 cg.kill_all(SIGKILL)
                 if status == st.PAUSED:
                     cg.thaw()
-            _kill_quietly(state.pid)
+            _signal_init(state, SIGKILL)
             _wait_gone(state)
         if cg is not None:
             _destroy_cgroup(cg)  # what an interrupted create or a host-pid container left is killed first
